@@ -1,0 +1,3 @@
+//! Implementations of the ports.
+
+pub mod http;

@@ -1,0 +1,1 @@
+//! Use cases: carrying out the core's plans through the ports.

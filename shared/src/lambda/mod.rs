@@ -1,0 +1,1 @@
+//! Translation between Lambda events and use cases.

@@ -1,0 +1,261 @@
+//! The directory port: the subset of Microsoft Graph the product needs.
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use time::OffsetDateTime;
+
+use crate::error::{Classify, FailureClass};
+
+/// Template id of the Guest Inviter directory role.
+pub const GUEST_INVITER_ROLE: &str = "95e79109-95c0-4d8e-aee3-d01accf2d47b";
+
+/// A directory failure, classified.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DirectoryError {
+    #[error("directory temporarily unavailable: {0}")]
+    Transient(String),
+    #[error("directory throttled the request (retry after {retry_after:?})")]
+    Throttled { retry_after: Option<Duration> },
+    /// Keeps Graph's own code and message so a rejection can name the real reason.
+    #[error("directory refused the request ({status} {code}): {message}")]
+    Permanent {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("invitations are blocked for the tenant: {0}")]
+    Blocked(String),
+    /// The caller's time budget ran out before the call could succeed.
+    #[error("deadline reached before the directory call completed: {0}")]
+    DeadlineExceeded(String),
+}
+
+impl DirectoryError {
+    pub fn permanent(status: u16, code: impl Into<String>, message: impl Into<String>) -> Self {
+        DirectoryError::Permanent {
+            status,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Classify for DirectoryError {
+    fn class(&self) -> FailureClass {
+        match self {
+            DirectoryError::Transient(_) | DirectoryError::DeadlineExceeded(_) => {
+                FailureClass::Transient
+            }
+            DirectoryError::Throttled { .. } => FailureClass::Throttled,
+            DirectoryError::Permanent { .. } => FailureClass::Permanent,
+            DirectoryError::Blocked(_) => FailureClass::Blocked,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            DirectoryError::Throttled { retry_after } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// Who sends the invitation email (SPEC section 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    /// Graph sends its own email.
+    Microsoft,
+    /// Graph sends nothing; we mail the redeem URL ourselves.
+    #[default]
+    Own,
+    /// Nobody is emailed.
+    None,
+}
+
+impl std::str::FromStr for Delivery {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "microsoft" => Ok(Delivery::Microsoft),
+            "own" => Ok(Delivery::Own),
+            "none" => Ok(Delivery::None),
+            other => Err(format!(
+                "unknown delivery '{other}': expected microsoft, own or none"
+            )),
+        }
+    }
+}
+
+/// A request to `POST /invitations`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvitationRequest {
+    pub email: String,
+    pub display_name: Option<String>,
+    pub redirect_url: String,
+    /// Graph sends its own email (only with [`Delivery::Microsoft`]).
+    pub send_invitation_message: bool,
+    pub message: Option<String>,
+    /// Re-invite an existing guest: Graph's documented re-invitation (`resetRedemption`).
+    pub reset_redemption_of: Option<String>,
+}
+
+/// What `POST /invitations` answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Invitation {
+    pub id: String,
+    pub user_id: String,
+    /// Never logged: whoever holds it can redeem the invitation.
+    pub redeem_url: String,
+    pub status: String,
+}
+
+/// The user properties the product reads.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectoryUser {
+    pub id: String,
+    pub display_name: Option<String>,
+    pub mail: Option<String>,
+    #[serde(default)]
+    pub other_mails: Vec<String>,
+    pub user_principal_name: Option<String>,
+    pub user_type: Option<String>,
+    pub creation_type: Option<String>,
+    pub external_user_state: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub external_user_state_change_date_time: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub created_date_time: Option<OffsetDateTime>,
+    pub account_enabled: Option<bool>,
+}
+
+impl DirectoryUser {
+    pub fn is_pending(&self) -> bool {
+        self.external_user_state.as_deref() == Some("PendingAcceptance")
+    }
+}
+
+/// Properties the product writes onto a guest (`PATCH /users/{id}`); `None` leaves a
+/// property as it is.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserPatch {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub company_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub employee_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_enabled: Option<bool>,
+}
+
+impl UserPatch {
+    pub fn is_empty(&self) -> bool {
+        self == &UserPatch::default()
+    }
+}
+
+/// A group as far as membership is concerned.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Group {
+    pub id: String,
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub group_types: Vec<String>,
+    pub on_premises_sync_enabled: Option<bool>,
+}
+
+impl Group {
+    /// Members of dynamic groups come from a rule, and of synced groups from on-premises:
+    /// neither accepts a member added through Graph.
+    pub fn refuses_manual_members(&self) -> Option<&'static str> {
+        if self.group_types.iter().any(|t| t == "DynamicMembership") {
+            Some("dynamic membership group: members come from its rule")
+        } else if self.on_premises_sync_enabled == Some(true) {
+            Some("group is synced from on-premises and cannot take guests")
+        } else {
+            None
+        }
+    }
+}
+
+/// An app role on a resource service principal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppRoleRef {
+    pub resource_id: String,
+    pub app_role_id: String,
+}
+
+/// Whether a write changed anything. "Already there" is success, not an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Applied {
+    Done,
+    AlreadyPresent,
+}
+
+/// Microsoft Graph, as far as the product is concerned.
+#[async_trait]
+pub trait Directory: Send + Sync {
+    async fn invite(&self, request: &InvitationRequest) -> Result<Invitation, DirectoryError>;
+    /// Looks a user up by address in `mail`, `otherMails` and `proxyAddresses`.
+    async fn find_user_by_email(
+        &self,
+        email: &str,
+    ) -> Result<Option<DirectoryUser>, DirectoryError>;
+    /// By object id or user principal name.
+    async fn get_user(&self, id_or_upn: &str) -> Result<Option<DirectoryUser>, DirectoryError>;
+    async fn update_user(&self, user_id: &str, patch: &UserPatch) -> Result<(), DirectoryError>;
+    /// Every guest whose invitation is pending, page by page.
+    fn pending_guests(
+        &self,
+        resume_from: Option<String>,
+    ) -> BoxStream<'_, Result<GuestPage, DirectoryError>>;
+    async fn get_group(&self, group_id: &str) -> Result<Option<Group>, DirectoryError>;
+    /// Refuses dynamic and synced groups before calling Graph.
+    async fn add_group_member(
+        &self,
+        group_id: &str,
+        user_id: &str,
+    ) -> Result<Applied, DirectoryError>;
+    async fn assign_app_role(
+        &self,
+        user_id: &str,
+        role: &AppRoleRef,
+    ) -> Result<Applied, DirectoryError>;
+    async fn assign_directory_role(
+        &self,
+        user_id: &str,
+        role_template_id: &str,
+    ) -> Result<Applied, DirectoryError>;
+    async fn has_directory_role(
+        &self,
+        user_id: &str,
+        role_template_id: &str,
+    ) -> Result<bool, DirectoryError>;
+    async fn add_sponsor(&self, user_id: &str, sponsor_id: &str)
+    -> Result<Applied, DirectoryError>;
+    async fn disable_user(&self, user_id: &str) -> Result<(), DirectoryError>;
+    async fn delete_user(&self, user_id: &str) -> Result<(), DirectoryError>;
+    /// The tenant's verified domains, lower-case.
+    async fn verified_domains(&self) -> Result<Vec<String>, DirectoryError>;
+}
+
+/// One page of pending guests, with where the next one starts (to checkpoint a sweep).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuestPage {
+    pub users: Vec<DirectoryUser>,
+    /// `@odata.nextLink`, absent on the last page.
+    pub next: Option<String>,
+}

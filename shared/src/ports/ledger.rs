@@ -1,0 +1,256 @@
+//! The ledger port: what the product remembers between invocations.
+//!
+//! Every write that decides "who does this" is conditional, so that the same event processed
+//! twice or by two processes at once has one effect.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use time::OffsetDateTime;
+
+use crate::domain::access::Access;
+use crate::error::{Classify, FailureClass};
+use crate::ports::directory::Delivery;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger temporarily unavailable: {0}")]
+    Unavailable(String),
+    #[error("ledger throttled the request: {0}")]
+    Throttled(String),
+    #[error("ledger record is unreadable: {0}")]
+    Corrupt(String),
+}
+
+impl Classify for LedgerError {
+    fn class(&self) -> FailureClass {
+        match self {
+            LedgerError::Unavailable(_) => FailureClass::Transient,
+            LedgerError::Throttled(_) => FailureClass::Throttled,
+            LedgerError::Corrupt(_) => FailureClass::Permanent,
+        }
+    }
+}
+
+/// `(source, id)`: the idempotency key of an event.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct EventKey {
+    pub source: String,
+    pub id: String,
+}
+
+impl std::fmt::Display for EventKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}#{}", self.source, self.id)
+    }
+}
+
+/// The answer to "may I process this event?".
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// Yours: process it, then complete or release it.
+    Acquired,
+    /// Another process holds it until `until`; try again later.
+    InProgress { until: OffsetDateTime },
+    /// Done before: answer with the recorded outcome, do nothing again.
+    Completed(Box<EventRecord>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum EventStatus {
+    /// Processed; per-invitee outcomes say what happened to each.
+    Completed,
+    /// Refused as a whole (invalid, not allowed); never retried.
+    Rejected,
+    /// Queued onto the function's own queue in parts (large self-service requests).
+    Accepted,
+}
+
+/// What was done for one invitee.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InviteeOutcome {
+    pub email: String,
+    pub result: InviteeResult,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// Group ids, `appRole:<resource>/<role>`, `directoryRole:<template>`, `sponsor:<id>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub granted: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum InviteeResult {
+    Invited,
+    Existed,
+    Rejected,
+}
+
+/// The record every processed event leaves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventRecord {
+    pub key: EventKey,
+    /// The CloudEvents type, e.g. `partner.signed`.
+    pub event_type: String,
+    pub status: EventStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Who asked, for self-service requests (audit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    #[serde(default)]
+    pub outcomes: Vec<InviteeOutcome>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub recorded_at: OffsetDateTime,
+}
+
+/// A registered inviter of a partner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Inviter {
+    pub email: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+}
+
+/// A partner as registered by its signed contracts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartnerRecord {
+    pub id: String,
+    pub name: String,
+    /// Lower-case, IDNA-normalised.
+    pub domains: Vec<String>,
+    #[serde(default)]
+    pub inviters: Vec<Inviter>,
+    /// What the partner's guests may be granted; also the default for self-service requests.
+    #[serde(default)]
+    pub access: Access,
+    /// Internal sponsors (object ids or UPNs) from the contract.
+    #[serde(default)]
+    pub sponsors: Vec<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// Where a guest we invited came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind", content = "ref")]
+pub enum Origin {
+    Partner(String),
+    Hr(String),
+    Request(String),
+    Import(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum GuestState {
+    Pending,
+    Accepted,
+    Disabled,
+    Deleted,
+}
+
+/// A guest this product invited.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GuestRecord {
+    /// Lower-case address: the key.
+    pub email: String,
+    pub user_id: String,
+    pub origin: Origin,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner_id: Option<String>,
+    pub delivery: Delivery,
+    #[serde(with = "time::serde::rfc3339")]
+    pub invited_at: OffsetDateTime,
+    #[serde(default)]
+    pub reminders: u32,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub last_reminded_at: Option<OffsetDateTime>,
+    pub state: GuestState,
+}
+
+/// The tenant-wide invitation circuit (SPEC section 5).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Circuit {
+    pub open: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub opened_at: Option<OffsetDateTime>,
+    /// When the last probe invitation was let through.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub probe_at: Option<OffsetDateTime>,
+}
+
+/// Where an interrupted sweep resumes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Checkpoint {
+    /// The `@odata.nextLink` of the first page not finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_link: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub saved_at: OffsetDateTime,
+}
+
+#[async_trait]
+pub trait Ledger: Send + Sync {
+    /// Claims an event for processing. `lease` bounds how long a crashed holder blocks others.
+    async fn claim_event(
+        &self,
+        key: &EventKey,
+        lease: Duration,
+        now: OffsetDateTime,
+    ) -> Result<Claim, LedgerError>;
+    /// Records the outcome and ends the claim.
+    async fn complete_event(&self, record: &EventRecord) -> Result<(), LedgerError>;
+    /// Gives a claim back after a transient failure, so a redelivery can process it.
+    async fn release_event(&self, key: &EventKey) -> Result<(), LedgerError>;
+    async fn event(&self, key: &EventKey) -> Result<Option<EventRecord>, LedgerError>;
+
+    async fn partner(&self, id: &str) -> Result<Option<PartnerRecord>, LedgerError>;
+    async fn put_partner(&self, partner: &PartnerRecord) -> Result<(), LedgerError>;
+    /// Every partner (a tenant has tens to hundreds).
+    async fn partners(&self) -> Result<Vec<PartnerRecord>, LedgerError>;
+
+    async fn guest(&self, email: &str) -> Result<Option<GuestRecord>, LedgerError>;
+    async fn put_guest(&self, guest: &GuestRecord) -> Result<(), LedgerError>;
+    async fn guests(&self) -> Result<Vec<GuestRecord>, LedgerError>;
+    /// Records a reminder only if the guest still has `seen_reminders` reminders, so two
+    /// concurrent sweeps never remind the same guest twice. `false`: someone else did.
+    async fn claim_reminder(
+        &self,
+        email: &str,
+        seen_reminders: u32,
+        now: OffsetDateTime,
+    ) -> Result<bool, LedgerError>;
+
+    async fn circuit(&self) -> Result<Circuit, LedgerError>;
+    async fn open_circuit(&self, reason: &str, now: OffsetDateTime) -> Result<(), LedgerError>;
+    async fn close_circuit(&self) -> Result<(), LedgerError>;
+    /// Lets one probe invitation through an open circuit once `probe_after` has passed since
+    /// the circuit opened or the last probe; `false` when another process has the probe.
+    async fn claim_probe(
+        &self,
+        now: OffsetDateTime,
+        probe_after: Duration,
+    ) -> Result<bool, LedgerError>;
+
+    async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, LedgerError>;
+    async fn put_checkpoint(
+        &self,
+        name: &str,
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<(), LedgerError>;
+}

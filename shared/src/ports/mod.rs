@@ -1,0 +1,9 @@
+//! The traits through which the core reaches the outside world.
+
+pub mod directory;
+pub mod ledger;
+pub mod mailer;
+
+pub use directory::{Directory, DirectoryError};
+pub use ledger::{Ledger, LedgerError};
+pub use mailer::{Mailer, MailerError};
