@@ -18,7 +18,6 @@ pub const VARIABLES: &[&str] = &[
     "AZURE_CLIENT_SECRET",
     "AZURE_CLIENT_SECRET_ARN",
     "AZURE_CLIENT_CERTIFICATE_PATH",
-    "AZURE_CLIENT_CERTIFICATE_PASSWORD",
     "AZURE_FEDERATED_TOKEN_FILE",
     "AZURE_AUTHORITY_HOST",
     "GRAPH_BASE_URL",
@@ -93,10 +92,8 @@ pub enum CredentialSource {
     Secret(String),
     /// A Secrets Manager ARN holding the secret.
     SecretArn(String),
-    Certificate {
-        path: PathBuf,
-        password: Option<String>,
-    },
+    /// A PEM file holding the certificate and its unencrypted PKCS#8 private key.
+    Certificate(PathBuf),
     /// Workload identity: a federated assertion read from this file.
     FederatedTokenFile(PathBuf),
 }
@@ -137,10 +134,7 @@ impl AzureConfig {
         } else if let Some(arn) = env.var("AZURE_CLIENT_SECRET_ARN") {
             CredentialSource::SecretArn(arn_of("AZURE_CLIENT_SECRET_ARN", arn)?)
         } else if let Some(path) = env.var("AZURE_CLIENT_CERTIFICATE_PATH") {
-            CredentialSource::Certificate {
-                path: PathBuf::from(path),
-                password: env.var("AZURE_CLIENT_CERTIFICATE_PASSWORD"),
-            }
+            CredentialSource::Certificate(PathBuf::from(path))
         } else if let Some(path) = env.var("AZURE_FEDERATED_TOKEN_FILE") {
             CredentialSource::FederatedTokenFile(PathBuf::from(path))
         } else {

@@ -30,10 +30,11 @@ pub fn build_client(extra_ca_certs: Option<&Path>) -> Result<reqwest::Client, Ht
             path: shown.clone(),
             source,
         })?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| HttpClientError::Pem {
-            path: shown.clone(),
-            reason: e.to_string(),
-        })?;
+        let certs =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| HttpClientError::Pem {
+                path: shown.clone(),
+                reason: e.to_string(),
+            })?;
         if certs.is_empty() {
             return Err(HttpClientError::Pem {
                 path: shown,

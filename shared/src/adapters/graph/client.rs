@@ -1,0 +1,321 @@
+//! Sending one Graph call: token, write budget, per-attempt timeout, classification and
+//! retries within the caller's deadline.
+
+use azure_core::credentials::TokenCredential;
+use azure_core::error::ErrorKind;
+use bytes::Bytes;
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+use super::limiter::WriteLimiter;
+use super::retry::RetryPolicy;
+use super::wire;
+use crate::error::Classify;
+use crate::ports::directory::DirectoryError;
+
+/// No single attempt waits longer than this, however much time the caller has.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A process-wide Graph client: one HTTP pool, one credential, one write budget.
+#[derive(Clone)]
+pub struct GraphClient {
+    inner: Arc<Inner>,
+}
+
+pub(super) struct Inner {
+    http: reqwest::Client,
+    /// `https://graph.microsoft.com/v1.0`, without a trailing slash.
+    pub(super) base: String,
+    scope: String,
+    credential: Arc<dyn TokenCredential>,
+    writes: Arc<WriteLimiter>,
+    retry: RetryPolicy,
+    pub(super) verified_domains: tokio::sync::Mutex<Option<(Instant, Vec<String>)>>,
+}
+
+impl GraphClient {
+    pub fn new(
+        http: reqwest::Client,
+        base_url: &str,
+        credential: Arc<dyn TokenCredential>,
+        writes_per_second: u32,
+        retry: RetryPolicy,
+    ) -> Self {
+        let base = base_url.trim_end_matches('/').to_string();
+        GraphClient {
+            inner: Arc::new(Inner {
+                http,
+                scope: scope_for(&base),
+                base,
+                credential,
+                writes: WriteLimiter::new(writes_per_second),
+                retry,
+                verified_domains: tokio::sync::Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The directory for one unit of work that must finish by `deadline` (a Lambda's
+    /// remaining time): no call waits or retries past it.
+    pub fn directory(&self, deadline: Instant) -> GraphDirectory {
+        GraphDirectory {
+            inner: Arc::clone(&self.inner),
+            deadline,
+        }
+    }
+
+    pub fn write_limiter(&self) -> &Arc<WriteLimiter> {
+        &self.inner.writes
+    }
+}
+
+/// The token scope: the Graph resource of the configured cloud. Anything not named like a
+/// Graph host (an emulator, a proxy) speaks for the public cloud's Graph.
+fn scope_for(base: &str) -> String {
+    match url::Url::parse(base) {
+        Ok(u) if u.host_str().is_some_and(|h| h.starts_with("graph.")) => {
+            format!("{}/.default", u.origin().ascii_serialization())
+        }
+        _ => "https://graph.microsoft.com/.default".to_string(),
+    }
+}
+
+/// The directory as seen by one unit of work.
+#[derive(Clone)]
+pub struct GraphDirectory {
+    pub(super) inner: Arc<Inner>,
+    deadline: Instant,
+}
+
+pub(super) struct Call<'a> {
+    pub method: Method,
+    /// Relative to the base (`/users?...`) or absolute (a nextLink).
+    pub target: String,
+    pub body: Option<&'a serde_json::Value>,
+    pub inviting: bool,
+}
+
+impl<'a> Call<'a> {
+    pub fn get(target: String) -> Self {
+        Call {
+            method: Method::GET,
+            target,
+            body: None,
+            inviting: false,
+        }
+    }
+
+    pub fn write(method: Method, target: String, body: Option<&'a serde_json::Value>) -> Self {
+        Call {
+            method,
+            target,
+            body,
+            inviting: false,
+        }
+    }
+
+    fn is_write(&self) -> bool {
+        self.method != Method::GET
+    }
+
+    /// The path without its query, for logs: queries carry addresses.
+    fn shown(&self) -> &str {
+        let path = self.target.split('?').next().unwrap_or_default();
+        path.strip_prefix("https://")
+            .map_or(path, |p| p.find('/').map_or(p, |i| &p[i..]))
+    }
+}
+
+impl GraphDirectory {
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    pub(super) fn url(&self, target: &str) -> String {
+        if target.starts_with("https://") {
+            target.to_string()
+        } else {
+            format!("{}{}", self.inner.base, target)
+        }
+    }
+
+    /// Sends the call, retrying transient and throttled failures while time remains.
+    pub(super) async fn send(&self, call: Call<'_>) -> Result<(u16, Bytes), DirectoryError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let permit = if call.is_write() {
+                Some(
+                    self.inner
+                        .writes
+                        .acquire(self.deadline)
+                        .await
+                        .map_err(|_| {
+                            DirectoryError::DeadlineExceeded(format!(
+                                "no write slot for {} {} in time",
+                                call.method,
+                                call.shown()
+                            ))
+                        })?,
+                )
+            } else {
+                None
+            };
+            let err = match self.attempt(&call).await {
+                Ok(ok) => {
+                    if let Some(p) = &permit {
+                        p.succeeded();
+                    }
+                    return Ok(ok);
+                }
+                Err(e) => e,
+            };
+            if permit.is_some()
+                && let DirectoryError::Throttled { retry_after } = &err
+            {
+                self.inner.writes.throttled(*retry_after);
+            }
+            drop(permit);
+            if !err.class().is_retryable() {
+                return Err(err);
+            }
+            match self.inner.retry.next_delay(
+                attempt,
+                err.retry_after(),
+                Instant::now(),
+                self.deadline,
+            ) {
+                Some(delay) => {
+                    tracing::debug!(
+                        method = %call.method,
+                        path = call.shown(),
+                        attempt,
+                        delay_ms = delay.as_millis() as u64,
+                        error = %err,
+                        "graph call failed; retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                None => return Err(err),
+            }
+        }
+    }
+
+    async fn attempt(&self, call: &Call<'_>) -> Result<(u16, Bytes), DirectoryError> {
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(DirectoryError::DeadlineExceeded(format!(
+                "{} {}",
+                call.method,
+                call.shown()
+            )));
+        }
+        let token = tokio::time::timeout(
+            remaining,
+            self.inner.credential.get_token(&[&self.inner.scope], None),
+        )
+        .await
+        .map_err(|_| DirectoryError::Transient("token request timed out".into()))?
+        .map_err(|e| classify_token_error(&e))?;
+        let mut request = self
+            .inner
+            .http
+            .request(call.method.clone(), self.url(&call.target))
+            .bearer_auth(token.token.secret())
+            .header("client-request-id", uuid::Uuid::new_v4().to_string())
+            .timeout(remaining.min(ATTEMPT_TIMEOUT));
+        if let Some(body) = call.body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| DirectoryError::Transient(e.without_url().to_string()))?;
+        let status = response.status().as_u16();
+        let retry_after = wire::retry_after(response.headers());
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| DirectoryError::Transient(e.without_url().to_string()))?;
+        if (200..300).contains(&status) {
+            Ok((status, body))
+        } else {
+            Err(wire::classify(status, retry_after, &body, call.inviting))
+        }
+    }
+
+    /// GETs and decodes; a 404 is `None`.
+    pub(super) async fn get_json<T: DeserializeOwned>(
+        &self,
+        target: String,
+    ) -> Result<Option<T>, DirectoryError> {
+        match self.send(Call::get(target)).await {
+            Ok((_, body)) => decode(&body).map(Some),
+            Err(DirectoryError::Permanent { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+pub(super) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, DirectoryError> {
+    serde_json::from_slice(body).map_err(|e| {
+        DirectoryError::permanent(
+            200,
+            "UnexpectedResponse",
+            format!("unreadable Graph answer: {e}"),
+        )
+    })
+}
+
+/// Token failures are classified like Graph's: the identity platform refusing our
+/// credential is permanent, its outages are not.
+fn classify_token_error(e: &azure_core::Error) -> DirectoryError {
+    match e.kind() {
+        ErrorKind::HttpResponse {
+            status, error_code, ..
+        } => {
+            let status = u16::from(*status);
+            match status {
+                429 => DirectoryError::Throttled { retry_after: None },
+                500..=599 => DirectoryError::Transient(format!("token endpoint HTTP {status}")),
+                _ => DirectoryError::Permanent {
+                    status,
+                    code: error_code
+                        .as_ref()
+                        .map(|c| format!("AADSTS{c}"))
+                        .unwrap_or_else(|| "TokenRequestFailed".into()),
+                    message: format!("token request refused: {e}"),
+                },
+            }
+        }
+        ErrorKind::Io => DirectoryError::Transient(format!("token request failed: {e}")),
+        ErrorKind::Credential | ErrorKind::DataConversion => {
+            DirectoryError::permanent(0, "CredentialUnavailable", format!("no token: {e}"))
+        }
+        _ => DirectoryError::Transient(format!("token request failed: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes() {
+        assert_eq!(
+            scope_for("https://graph.microsoft.com/v1.0"),
+            "https://graph.microsoft.com/.default"
+        );
+        assert_eq!(
+            scope_for("https://graph.microsoft.us/v1.0"),
+            "https://graph.microsoft.us/.default"
+        );
+        assert_eq!(
+            scope_for("https://127.0.0.1:8443/v1.0"),
+            "https://graph.microsoft.com/.default"
+        );
+    }
+}

@@ -1,0 +1,176 @@
+//! One write budget per process: a steady rate (`GRAPH_MAX_WRITES_PER_SECOND`) and a
+//! concurrency window that halves on a 429 and regrows by one per window of successes
+//! (AIMD), so a bulk job rides just under Graph's limit instead of bouncing off it.
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+#[derive(Debug)]
+struct Window {
+    /// Writes allowed in flight; fractional so that growth is gradual.
+    limit: f64,
+    in_flight: u32,
+    /// After a 429 with Retry-After, no write starts before this.
+    paused_until: Option<Instant>,
+}
+
+pub struct WriteLimiter {
+    rate: DefaultDirectRateLimiter,
+    window: Mutex<Window>,
+    max_in_flight: f64,
+    released: Notify,
+}
+
+/// Returned when the deadline would pass before a write could start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoTimeLeft;
+
+impl WriteLimiter {
+    pub fn new(writes_per_second: u32) -> Arc<Self> {
+        let per_second = NonZeroU32::new(writes_per_second.max(1)).expect("at least one");
+        // In flight at most one second's budget: more would only queue at Graph.
+        let max_in_flight = f64::from(per_second.get());
+        Arc::new(WriteLimiter {
+            rate: RateLimiter::direct(Quota::per_second(per_second).allow_burst(
+                NonZeroU32::new((per_second.get() / 4).max(1)).expect("at least one"),
+            )),
+            window: Mutex::new(Window {
+                limit: max_in_flight,
+                in_flight: 0,
+                paused_until: None,
+            }),
+            max_in_flight,
+            released: Notify::new(),
+        })
+    }
+
+    /// Waits for a write slot, or gives up when `deadline` would pass first.
+    pub async fn acquire(self: &Arc<Self>, deadline: Instant) -> Result<WritePermit, NoTimeLeft> {
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            // Registered before looking, so a slot freed in between still wakes us.
+            released.as_mut().enable();
+            let wake_at = {
+                let mut w = self.window.lock().expect("limiter lock");
+                match w.paused_until {
+                    Some(until) if until > Instant::now() => {
+                        if until >= deadline {
+                            return Err(NoTimeLeft);
+                        }
+                        until
+                    }
+                    _ => {
+                        w.paused_until = None;
+                        if f64::from(w.in_flight) < w.limit.floor().max(1.0) {
+                            w.in_flight += 1;
+                            break;
+                        }
+                        deadline
+                    }
+                }
+            };
+            let _ = tokio::time::timeout_at(wake_at, released).await;
+            if Instant::now() >= deadline {
+                return Err(NoTimeLeft);
+            }
+        }
+        let permit = WritePermit {
+            limiter: Arc::clone(self),
+        };
+        match tokio::time::timeout_at(deadline, self.rate.until_ready()).await {
+            Ok(()) => Ok(permit),
+            Err(_) => Err(NoTimeLeft),
+        }
+    }
+
+    /// Graph said 429: halve the window, and hold every write until `retry_after` passes.
+    pub fn throttled(&self, retry_after: Option<Duration>) {
+        let mut w = self.window.lock().expect("limiter lock");
+        w.limit = (w.limit / 2.0).max(1.0);
+        if let Some(wait) = retry_after {
+            let until = Instant::now() + wait;
+            w.paused_until = Some(w.paused_until.map_or(until, |u| u.max(until)));
+        }
+    }
+
+    fn succeeded(&self) {
+        let mut w = self.window.lock().expect("limiter lock");
+        w.limit = (w.limit + 1.0 / w.limit).min(self.max_in_flight);
+    }
+
+    /// The current window, for tests and metrics.
+    pub fn window(&self) -> f64 {
+        self.window.lock().expect("limiter lock").limit
+    }
+}
+
+/// A write slot; dropping it frees the slot.
+pub struct WritePermit {
+    limiter: Arc<WriteLimiter>,
+}
+
+impl WritePermit {
+    /// The write went through: let the window grow.
+    pub fn succeeded(&self) {
+        self.limiter.succeeded();
+    }
+}
+
+impl Drop for WritePermit {
+    fn drop(&mut self) {
+        let mut w = self.limiter.window.lock().expect("limiter lock");
+        w.in_flight = w.in_flight.saturating_sub(1);
+        drop(w);
+        self.limiter.released.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn window_halves_and_regrows() {
+        let l = WriteLimiter::new(16);
+        assert_eq!(l.window(), 16.0);
+        l.throttled(None);
+        assert_eq!(l.window(), 8.0);
+        l.throttled(None);
+        assert_eq!(l.window(), 4.0);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for _ in 0..8 {
+            let p = l.acquire(deadline).await.unwrap();
+            p.succeeded();
+        }
+        assert!(l.window() > 5.0 && l.window() < 7.0, "{}", l.window());
+    }
+
+    #[tokio::test]
+    async fn window_bounds_concurrency() {
+        let l = WriteLimiter::new(4);
+        l.throttled(None);
+        l.throttled(None); // window 1
+        let deadline = Instant::now() + Duration::from_millis(300);
+        let first = l.acquire(deadline).await.unwrap();
+        assert_eq!(l.acquire(deadline).await.err(), Some(NoTimeLeft));
+        drop(first);
+        assert!(
+            l.acquire(Instant::now() + Duration::from_secs(2))
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn retry_after_pauses_writes() {
+        let l = WriteLimiter::new(10);
+        l.throttled(Some(Duration::from_secs(60)));
+        let r = l.acquire(Instant::now() + Duration::from_millis(200)).await;
+        assert_eq!(r.err(), Some(NoTimeLeft));
+    }
+}

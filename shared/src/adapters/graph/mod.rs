@@ -1,0 +1,13 @@
+//! The directory port over Microsoft Graph v1.0.
+
+mod client;
+mod credential;
+mod directory;
+pub mod limiter;
+pub mod odata;
+pub mod retry;
+mod wire;
+
+pub use client::{GraphClient, GraphDirectory};
+pub use credential::{CredentialError, build_credential};
+pub use retry::RetryPolicy;
