@@ -6,8 +6,8 @@ use std::fmt;
 /// Characters Graph refuses in `invitedUserEmailAddress` (reference section 1). An
 /// apostrophe is allowed, which is why every OData literal is escaped.
 const FORBIDDEN: &[char] = &[
-    '~', '!', '#', '$', '%', '^', '&', '*', '(', ')', '+', '=', '[', ']', '{', '}', '\\', '/',
-    '|', ';', ':', '"', '<', '>', '?', ',',
+    '~', '!', '#', '$', '%', '^', '&', '*', '(', ')', '+', '=', '[', ']', '{', '}', '\\', '/', '|',
+    ';', ':', '"', '<', '>', '?', ',',
 ];
 
 /// A validated address: ASCII local part as given, domain lower-case in its A-label form.
@@ -109,7 +109,8 @@ pub fn normalise_domain(domain: &str) -> Result<String, String> {
     if domain.is_empty() {
         return Err("is empty".into());
     }
-    let ascii = idna::domain_to_ascii(domain).map_err(|_| format!("'{domain}' is not a valid domain name"))?;
+    let ascii = idna::domain_to_ascii(domain)
+        .map_err(|_| format!("'{domain}' is not a valid domain name"))?;
     if ascii.len() > 253 {
         return Err("is longer than 253 characters".into());
     }
@@ -172,8 +173,14 @@ mod tests {
         assert_eq!(Email::parse(".a@x.com"), Err(EmailError::Dots));
         assert_eq!(Email::parse("a b@x.com"), Err(EmailError::Whitespace));
         assert_eq!(Email::parse("jö@x.com"), Err(EmailError::NonAsciiLocal));
-        assert!(matches!(Email::parse("a@localhost"), Err(EmailError::Domain(_))));
-        assert!(matches!(Email::parse("a@-x.com"), Err(EmailError::Domain(_))));
+        assert!(matches!(
+            Email::parse("a@localhost"),
+            Err(EmailError::Domain(_))
+        ));
+        assert!(matches!(
+            Email::parse("a@-x.com"),
+            Err(EmailError::Domain(_))
+        ));
         let long = format!("{}@{}.com", "a".repeat(64), "b".repeat(250));
         assert!(Email::parse(&long).is_err());
         assert_eq!(
