@@ -175,6 +175,10 @@ pub struct GuestRecord {
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub last_reminded_at: Option<OffsetDateTime>,
     pub state: GuestState,
+    /// When the invitation email went out (ours or Graph's). `None` with `own` delivery
+    /// means the guest exists but was never mailed: a redelivery mails a fresh redeem URL.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub mailed_at: Option<OffsetDateTime>,
 }
 
 /// The tenant-wide invitation circuit (SPEC section 5).
