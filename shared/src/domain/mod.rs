@@ -2,3 +2,8 @@
 
 pub mod access;
 pub mod email;
+pub mod event;
+mod fields;
+pub mod hr;
+pub mod partner;
+pub mod request;
