@@ -3,3 +3,5 @@
 pub mod graph;
 pub mod http;
 pub mod ledger;
+pub mod mailer;
+pub mod secrets;
