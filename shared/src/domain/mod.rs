@@ -6,4 +6,6 @@ pub mod event;
 mod fields;
 pub mod hr;
 pub mod partner;
+pub mod plan;
+pub mod policy;
 pub mod request;

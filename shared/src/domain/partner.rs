@@ -236,9 +236,11 @@ mod tests {
         assert_eq!(ev.contacts[0].display_name.as_deref(), Some("Sam"));
     }
 
+    type Patch = Box<dyn FnOnce(&mut Value)>;
+
     #[test]
     fn every_fault_names_its_path() {
-        let cases: Vec<(Box<dyn FnOnce(&mut Value)>, &str)> = vec![
+        let cases: Vec<(Patch, &str)> = vec![
             (
                 Box::new(|v| v["contacts"][1]["email"] = json!("kim.litware.com")),
                 "data.contacts[1].email: has no '@'",
