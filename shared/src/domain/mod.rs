@@ -9,3 +9,4 @@ pub mod partner;
 pub mod plan;
 pub mod policy;
 pub mod request;
+pub mod signature;
