@@ -10,3 +10,4 @@ pub mod plan;
 pub mod policy;
 pub mod request;
 pub mod signature;
+pub mod sweep;
