@@ -8,7 +8,7 @@ mod crypto;
 mod devapi;
 mod directory;
 mod error;
-pub mod filter;
+mod filter;
 mod graph;
 mod model;
 mod server;

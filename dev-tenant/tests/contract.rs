@@ -330,18 +330,13 @@ async fn users_page_and_errors_match_the_documented_shapes() {
         r.headers()["client-request-id"],
         "11111111-2222-3333-4444-555555555555"
     );
+    let request_id = r.headers()["request-id"].to_str().unwrap().to_string();
     let v: Value = r.json().await.unwrap();
     assert_eq!(
         v["error"]["innerError"]["client-request-id"],
         "11111111-2222-3333-4444-555555555555"
     );
-    assert_eq!(
-        v["error"]["innerError"]["request-id"],
-        v["error"]["innerError"]["request-id"]
-            .as_str()
-            .map(|s| s.to_string())
-            .unwrap()
-    );
+    assert_eq!(v["error"]["innerError"]["request-id"], request_id);
 
     // Lookup by UPN (with #EXT#, sent as %23), then PATCH and DELETE.
     let upn = "g0_fabrikam.com%23EXT%23@b2bdev.onmicrosoft.com";
