@@ -401,8 +401,7 @@ fn render_language(
     vars: &InvitationVars,
 ) -> Result<RenderedMail, TemplateError> {
     let env = environment(language)?;
-    let mut out: [String; 3] = Default::default();
-    for i in 0..KINDS.len() {
+    let render = |i: usize| {
         let file = || language.origins[i].clone();
         let template = env
             .get_template(&language.names[i])
@@ -410,12 +409,12 @@ fn render_language(
                 file: file(),
                 message: describe(&e),
             })?;
-        out[i] = template.render(vars).map_err(|e| TemplateError::Render {
+        template.render(vars).map_err(|e| TemplateError::Render {
             file: file(),
             message: describe(&e),
-        })?;
-    }
-    let [subject, text, html] = out;
+        })
+    };
+    let (subject, text, html) = (render(0)?, render(1)?, render(2)?);
     Ok(RenderedMail {
         // A subject is one header line: line breaks from values or the template never reach
         // the message headers.
