@@ -112,8 +112,8 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads one DER TLV; returns (tag, whole TLV, contents, rest).
-fn der_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
+/// Reads one DER TLV; returns (tag, contents, rest).
+fn der_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let tag = *input.first()?;
     let first = *input.get(1)? as usize;
     let (len, hdr) = if first < 0x80 {
@@ -133,21 +133,21 @@ fn der_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
     if input.len() < end {
         return None;
     }
-    Some((tag, &input[..end], &input[hdr..end], &input[end..]))
+    Some((tag, &input[hdr..end], &input[end..]))
 }
 
 /// Modulus and exponent (big-endian, no leading zero) of an RSA SubjectPublicKeyInfo.
 pub fn rsa_components(spki_der: &[u8]) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
     let bad = || anyhow!("not an RSA public key");
-    let (_, _, spki, _) = der_tlv(spki_der).ok_or_else(bad)?;
-    let (_, _, _alg, rest) = der_tlv(spki).ok_or_else(bad)?;
-    let (tag, _, bits, _) = der_tlv(rest).ok_or_else(bad)?;
+    let (_, spki, _) = der_tlv(spki_der).ok_or_else(bad)?;
+    let (_, _alg, rest) = der_tlv(spki).ok_or_else(bad)?;
+    let (tag, bits, _) = der_tlv(rest).ok_or_else(bad)?;
     if tag != 0x03 || bits.first() != Some(&0) {
         bail!("not an RSA public key");
     }
-    let (_, _, rsa, _) = der_tlv(&bits[1..]).ok_or_else(bad)?;
-    let (_, _, n, rest) = der_tlv(rsa).ok_or_else(bad)?;
-    let (_, _, e, _) = der_tlv(rest).ok_or_else(bad)?;
+    let (_, rsa, _) = der_tlv(&bits[1..]).ok_or_else(bad)?;
+    let (_, n, rest) = der_tlv(rsa).ok_or_else(bad)?;
+    let (_, e, _) = der_tlv(rest).ok_or_else(bad)?;
     let strip = |v: &[u8]| {
         let i = v.iter().position(|b| *b != 0).unwrap_or(v.len());
         v[i..].to_vec()

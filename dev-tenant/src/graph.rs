@@ -422,7 +422,7 @@ fn user_prop(u: &User, prop: &str, initial_domain: &str) -> Value {
                 .split('@')
                 .next()
                 .unwrap_or("")
-                .replace("#EXT#", "#EXT#"),
+                .to_string(),
         ),
         "mobilePhone" => s(&u.mobile_phone),
         "officeLocation" => s(&u.office_location),
