@@ -26,6 +26,7 @@ pub const VARIABLES: &[&str] = &[
     "DELIVERY",
     "MAIL_FROM",
     "MAIL_TEMPLATES",
+    "MAIL_LANGUAGE",
     "OUTBOX_DIR",
     "LEDGER_TABLE",
     "LEDGER_PATH",
@@ -204,6 +205,8 @@ pub struct MailConfig {
     pub templates: Option<PathBuf>,
     /// Write `.eml` files here instead of sending through SES.
     pub outbox_dir: Option<PathBuf>,
+    /// The template language our emails use.
+    pub language: String,
 }
 
 impl MailConfig {
@@ -232,7 +235,18 @@ impl MailConfig {
             from,
             templates: env.var("MAIL_TEMPLATES").map(PathBuf::from),
             outbox_dir,
+            language: env.var("MAIL_LANGUAGE").unwrap_or_else(|| "en".into()),
         })
+    }
+}
+
+impl MailConfig {
+    /// The display name of `MAIL_FROM` (`Contoso IT <it@contoso.com>`), naming our
+    /// organisation in emails.
+    pub fn organisation(&self) -> Option<String> {
+        let from = self.from.as_deref()?;
+        let name = from[..from.rfind('<')?].trim().trim_matches('"').trim();
+        (!name.is_empty()).then(|| name.to_string())
     }
 }
 

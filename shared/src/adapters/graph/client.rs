@@ -273,7 +273,15 @@ pub(super) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, DirectoryErr
 /// Token failures are classified like Graph's: the identity platform refusing our
 /// credential is permanent, its outages are not.
 fn classify_token_error(e: &azure_core::Error) -> DirectoryError {
-    match e.kind() {
+    // Credentials wrap the cause in a `Credential` error of their own: classify the cause.
+    let mut cause = e;
+    while matches!(cause.kind(), ErrorKind::Credential)
+        && let Some(inner) =
+            std::error::Error::source(cause).and_then(|s| s.downcast_ref::<azure_core::Error>())
+    {
+        cause = inner;
+    }
+    match cause.kind() {
         ErrorKind::HttpResponse {
             status, error_code, ..
         } => {
@@ -292,16 +300,40 @@ fn classify_token_error(e: &azure_core::Error) -> DirectoryError {
             }
         }
         ErrorKind::Io => DirectoryError::Transient(format!("token request failed: {e}")),
-        ErrorKind::Credential | ErrorKind::DataConversion => {
-            DirectoryError::permanent(0, "CredentialUnavailable", format!("no token: {e}"))
-        }
+        // azure_identity 1.0 cannot decode an Entra error whose description holds escapes
+        // (Entra's "\r\nTrace ID: ..." does), so the AADSTS code survives only in the text.
+        ErrorKind::Credential | ErrorKind::DataConversion => DirectoryError::permanent(
+            0,
+            aadsts_code(&e.to_string()).unwrap_or_else(|| "CredentialUnavailable".into()),
+            format!("no token: {e}"),
+        ),
         _ => DirectoryError::Transient(format!("token request failed: {e}")),
     }
+}
+
+/// The first `AADSTS<digits>` in a message.
+fn aadsts_code(message: &str) -> Option<String> {
+    let at = message.find("AADSTS")?;
+    let digits: String = message[at + 6..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    (!digits.is_empty()).then(|| format!("AADSTS{digits}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_aadsts_codes() {
+        assert_eq!(
+            aadsts_code("failed. invalid type: string \"AADSTS7000215: Invalid client secret")
+                .as_deref(),
+            Some("AADSTS7000215")
+        );
+        assert_eq!(aadsts_code("AADSTS without digits"), None);
+    }
 
     #[test]
     fn scopes() {

@@ -1,0 +1,268 @@
+//! Processing one event (queue message or webhook body) exactly once: claim it in the
+//! ledger, validate it whole, plan, carry out the plan, record the outcome.
+
+use std::time::Duration;
+use time::OffsetDateTime;
+
+use super::Abort;
+use super::circuit::CircuitGate;
+use super::onboard::Onboarding;
+use super::runtime::Runtime;
+use crate::domain::event::{Event, EventError, EventErrorKind, parse_envelope, parse_event};
+use crate::domain::plan::{self, Plan, PlanSettings};
+use crate::ports::directory::Directory;
+use crate::ports::ledger::{Claim, EventKey, EventRecord, EventStatus};
+
+/// How long a claim keeps other processes off an event: longer than any invocation (15 min).
+const CLAIM_LEASE: Duration = Duration::from_secs(16 * 60);
+
+/// Why an event was refused: never retried.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rejection {
+    /// It can never be valid (bad JSON, missing or wrong fields, unknown type).
+    Invalid(EventError),
+    /// Valid, but policy forbids it.
+    NotAllowed(String),
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rejection::Invalid(e) => write!(f, "{e}"),
+            Rejection::NotAllowed(reason) => f.write_str(reason),
+        }
+    }
+}
+
+/// What became of an event.
+#[derive(Debug, Clone)]
+pub enum Processed {
+    Done(EventRecord),
+    /// Processed before: nothing was done again.
+    Duplicate(EventRecord),
+    Rejected(EventRecord, Rejection),
+}
+
+impl Processed {
+    pub fn record(&self) -> &EventRecord {
+        match self {
+            Processed::Done(r) | Processed::Duplicate(r) | Processed::Rejected(r, _) => r,
+        }
+    }
+}
+
+/// One unit of event work.
+pub struct EventWork<'a> {
+    pub runtime: &'a Runtime,
+    pub directory: &'a dyn Directory,
+    pub gate: &'a CircuitGate,
+    /// The event types this function handles.
+    pub accepts: &'a [&'a str],
+}
+
+impl EventWork<'_> {
+    /// Processes a raw body. `fallback` keys the rejection of a body too broken to name its
+    /// own `(source, id)`, so that it too leaves a record.
+    pub async fn process_body(&self, body: &[u8], fallback: EventKey) -> Result<Processed, Abort> {
+        let now = self.runtime.settings.clock.now();
+        let envelope = match parse_envelope(body) {
+            Ok(e) => e,
+            Err(e) => {
+                return self
+                    .reject(fallback, "unknown", Rejection::Invalid(e), now)
+                    .await;
+            }
+        };
+        let key = envelope.key.clone();
+        match self
+            .runtime
+            .ledger
+            .claim_event(&key, CLAIM_LEASE, now)
+            .await?
+        {
+            Claim::Completed(record) => {
+                tracing::info!(event = %key, "event already processed: nothing done again");
+                return Ok(Processed::Duplicate(*record));
+            }
+            Claim::InProgress { until } => {
+                return Err(Abort::transient(format!(
+                    "event {key} is being processed by another invocation (claimed until {until})"
+                )));
+            }
+            Claim::Acquired => {}
+        }
+        let event_type = envelope.event_type.clone();
+        let result = match parse_event(&envelope) {
+            Err(e) => Err(Rejection::Invalid(e)),
+            Ok(event) if !self.accepts.contains(&event.event_type()) => {
+                Err(Rejection::Invalid(EventError::new(
+                    EventErrorKind::UnknownType,
+                    "type",
+                    format!(
+                        "'{}' is not handled by {}; it takes {}",
+                        event.event_type(),
+                        self.runtime.function,
+                        self.accepts.join(", ")
+                    ),
+                )))
+            }
+            Ok(event) => Ok(event),
+        };
+        let event = match result {
+            Ok(event) => event,
+            Err(rejection) => return self.reject_claimed(key, &event_type, rejection, now).await,
+        };
+        match self.carry_out(&key, &event, now).await {
+            Ok(Ok(record)) => {
+                self.runtime.ledger.complete_event(&record).await?;
+                tracing::info!(event = %key, event_type, outcomes = record.outcomes.len(), "event processed");
+                Ok(Processed::Done(record))
+            }
+            Ok(Err(rejection)) => self.reject_claimed(key, &event_type, rejection, now).await,
+            Err(abort) => {
+                // Give the claim back so the redelivery can do the rest at once.
+                if let Err(e) = self.runtime.ledger.release_event(&key).await {
+                    tracing::warn!(event = %key, error = %e, "could not release the claim; it expires with its lease");
+                }
+                Err(abort)
+            }
+        }
+    }
+
+    async fn carry_out(
+        &self,
+        key: &EventKey,
+        event: &Event,
+        now: OffsetDateTime,
+    ) -> Result<Result<EventRecord, Rejection>, Abort> {
+        let rt = self.runtime;
+        let settings = PlanSettings {
+            default_delivery: rt.settings.mail.delivery,
+            redirect_url: rt.settings.redirect_url.clone(),
+            verified_domains: self.directory.verified_domains().await?,
+            policy: rt.settings.domains.clone(),
+        };
+        let (plan, partner_name) = match event {
+            Event::PartnerSigned(ev) => {
+                let existing = rt.ledger.partner(&ev.partner.id).await?;
+                match plan::plan_partner_signed(ev, existing.as_ref(), &settings, now) {
+                    Ok(plan) => (plan, Some(ev.partner.name.clone())),
+                    Err(refusal) => return Ok(Err(Rejection::NotAllowed(refusal.to_string()))),
+                }
+            }
+            Event::HrRecordAdded(ev) => {
+                let plan = plan::plan_hr_record(ev, &rt.settings.access_rules, &settings, now);
+                if let Some((email, refusal)) = plan.refused.first() {
+                    return Ok(Err(Rejection::NotAllowed(format!(
+                        "{}: {}",
+                        crate::domain::email::mask(email.as_str()),
+                        refusal
+                    ))));
+                }
+                (plan, None)
+            }
+            Event::InviteRequested(_) => {
+                return Ok(Err(Rejection::NotAllowed(
+                    "guest.invite.requested is answered by guest-inviter-request".into(),
+                )));
+            }
+        };
+        if let Some(partner) = &plan.partner {
+            rt.ledger.put_partner(partner).await?;
+        }
+        let outcomes = self.onboard(&plan, partner_name, now).await?;
+        if let Some(partner) = with_inviter_ids(plan.partner.as_ref(), &outcomes) {
+            rt.ledger.put_partner(&partner).await?;
+        }
+        Ok(Ok(EventRecord {
+            key: key.clone(),
+            event_type: event.event_type().to_string(),
+            status: EventStatus::Completed,
+            reason: None,
+            actor: None,
+            outcomes,
+            recorded_at: now,
+        }))
+    }
+
+    async fn onboard(
+        &self,
+        plan: &Plan,
+        partner_name: Option<String>,
+        now: OffsetDateTime,
+    ) -> Result<Vec<crate::ports::ledger::InviteeOutcome>, Abort> {
+        let rt = self.runtime;
+        Onboarding {
+            directory: self.directory,
+            ledger: rt.ledger.as_ref(),
+            mail: rt.mail.as_deref(),
+            gate: self.gate,
+            now,
+            probe_after: rt.settings.circuit_probe_after,
+            partner_name,
+            inviter_name: None,
+        }
+        .run(plan)
+        .await
+    }
+
+    async fn reject(
+        &self,
+        key: EventKey,
+        event_type: &str,
+        rejection: Rejection,
+        now: OffsetDateTime,
+    ) -> Result<Processed, Abort> {
+        if let Claim::Completed(record) = self
+            .runtime
+            .ledger
+            .claim_event(&key, CLAIM_LEASE, now)
+            .await?
+        {
+            return Ok(Processed::Duplicate(*record));
+        }
+        self.reject_claimed(key, event_type, rejection, now).await
+    }
+
+    async fn reject_claimed(
+        &self,
+        key: EventKey,
+        event_type: &str,
+        rejection: Rejection,
+        now: OffsetDateTime,
+    ) -> Result<Processed, Abort> {
+        let record = EventRecord {
+            key,
+            event_type: event_type.to_string(),
+            status: EventStatus::Rejected,
+            reason: Some(rejection.to_string()),
+            actor: None,
+            outcomes: Vec::new(),
+            recorded_at: now,
+        };
+        self.runtime.ledger.complete_event(&record).await?;
+        tracing::warn!(event = %record.key, event_type, reason = %rejection, "event rejected");
+        Ok(Processed::Rejected(record, rejection))
+    }
+}
+
+/// The partner record with the object ids of inviters who were just found or invited, so
+/// that a self-service request can match its requester by `oid`. `None` when nothing changed.
+fn with_inviter_ids(
+    partner: Option<&crate::ports::ledger::PartnerRecord>,
+    outcomes: &[crate::ports::ledger::InviteeOutcome],
+) -> Option<crate::ports::ledger::PartnerRecord> {
+    let mut partner = partner?.clone();
+    let mut changed = false;
+    for inviter in partner.inviters.iter_mut().filter(|i| i.user_id.is_none()) {
+        if let Some(id) = outcomes
+            .iter()
+            .find(|o| o.email.eq_ignore_ascii_case(&inviter.email))
+            .and_then(|o| o.user_id.clone())
+        {
+            inviter.user_id = Some(id);
+            changed = true;
+        }
+    }
+    changed.then_some(partner)
+}

@@ -1,0 +1,358 @@
+//! Carrying out an invitation plan: invite (once), mail, grant, sponsor, record.
+//!
+//! Every step is safe to repeat: the ledger and Graph are asked what already exists before
+//! anything is created, and "already there" counts as done. A transient failure aborts the
+//! unit so it is retried whole; a permanent one is recorded against the invitee it concerns.
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+use std::collections::HashMap;
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio::sync::Mutex;
+
+use super::Abort;
+use super::circuit::CircuitGate;
+use super::mail::{InvitationMail, MailSender};
+use crate::domain::email::mask;
+use crate::domain::plan::{InviteePlan, Plan};
+use crate::error::{Classify, FailureClass};
+use crate::ports::directory::{
+    Delivery, Directory, DirectoryError, GUEST_INVITER_ROLE, InvitationRequest,
+};
+use crate::ports::ledger::{GuestRecord, GuestState, InviteeOutcome, InviteeResult, Ledger};
+
+/// Invitees handled at once. Writes are paced by the Graph client's limiter; this only
+/// overlaps their latency.
+const CONCURRENT_INVITEES: usize = 4;
+
+/// The ports and facts one unit of work runs with.
+pub struct Onboarding<'a> {
+    pub directory: &'a dyn Directory,
+    pub ledger: &'a dyn Ledger,
+    /// Needed only for `own` delivery.
+    pub mail: Option<&'a MailSender>,
+    pub gate: &'a CircuitGate,
+    pub now: OffsetDateTime,
+    pub probe_after: Duration,
+    /// Names shown in our own invitation email.
+    pub partner_name: Option<String>,
+    pub inviter_name: Option<String>,
+}
+
+impl Onboarding<'_> {
+    /// Carries out every invitee of the plan; the outcomes are in plan order.
+    pub async fn run(&self, plan: &Plan) -> Result<Vec<InviteeOutcome>, Abort> {
+        if plan.invitees.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.gate
+            .admit(self.ledger, self.now, self.probe_after)
+            .await?;
+        let run = Run {
+            onboarding: self,
+            invite_lock: Mutex::new(()),
+            sponsors: Mutex::new(HashMap::new()),
+        };
+        // By index: a closure over `&InviteePlan` trips the compiler's Send check for
+        // higher-ranked lifetimes inside async traits.
+        let run = &run;
+        stream::iter(0..plan.invitees.len())
+            .map(|i| run.invitee(&plan.invitees[i]))
+            .buffered(CONCURRENT_INVITEES)
+            .try_collect()
+            .await
+    }
+}
+
+struct Run<'r, 'a> {
+    onboarding: &'r Onboarding<'a>,
+    /// Invitations go out one at a time, each after checking the circuit, so that once Graph
+    /// blocks the tenant not a single further invitation is sent.
+    invite_lock: Mutex<()>,
+    /// Sponsor references (UPN or id) resolved to object ids, once per unit.
+    sponsors: Mutex<HashMap<String, Option<String>>>,
+}
+
+/// The guest as found or created.
+struct Guest {
+    user_id: String,
+    result: InviteeResult,
+    /// Our record of a guest we created with `own` delivery but never mailed.
+    unmailed: Option<GuestRecord>,
+}
+
+impl Run<'_, '_> {
+    async fn invitee(&self, p: &InviteePlan) -> Result<InviteeOutcome, Abort> {
+        let o = self.onboarding;
+        let guest = match self.find_or_invite(p).await {
+            Ok(g) => g,
+            Err(Failure::Abort(a)) => return Err(a),
+            Err(Failure::Rejected(reason)) => {
+                tracing::warn!(invitee = %mask(p.email.as_str()), reason, "invitee rejected");
+                return Ok(InviteeOutcome {
+                    email: p.email.key(),
+                    result: InviteeResult::Rejected,
+                    user_id: None,
+                    granted: Vec::new(),
+                    reason: Some(reason),
+                });
+            }
+        };
+        if let Some(record) = guest.unmailed {
+            self.mail_redeem_url(p, record).await?;
+        }
+        let mut granted = Vec::new();
+        let mut problems = Vec::new();
+        let user = guest.user_id.as_str();
+        if !p.patch.is_empty() {
+            note(
+                o.directory.update_user(user, &p.patch).await,
+                "properties",
+                &mut granted,
+                &mut problems,
+            )?;
+        }
+        for sponsor in &p.sponsors {
+            match self.sponsor_id(sponsor).await? {
+                Some(id) => note(
+                    o.directory.add_sponsor(user, &id).await,
+                    &format!("sponsor:{id}"),
+                    &mut granted,
+                    &mut problems,
+                )?,
+                None => problems.push(format!("sponsor {sponsor} does not exist")),
+            }
+        }
+        for group in &p.access.groups {
+            note(
+                o.directory.add_group_member(group, user).await,
+                group,
+                &mut granted,
+                &mut problems,
+            )?;
+        }
+        for role in &p.access.app_roles {
+            note(
+                o.directory.assign_app_role(user, role).await,
+                &format!("appRole:{}/{}", role.resource_id, role.app_role_id),
+                &mut granted,
+                &mut problems,
+            )?;
+        }
+        if p.guest_inviter {
+            note(
+                o.directory
+                    .assign_directory_role(user, GUEST_INVITER_ROLE)
+                    .await,
+                &format!("directoryRole:{GUEST_INVITER_ROLE}"),
+                &mut granted,
+                &mut problems,
+            )?;
+        }
+        if !problems.is_empty() {
+            tracing::warn!(invitee = %mask(p.email.as_str()), problems = ?problems, "some grants refused");
+        }
+        Ok(InviteeOutcome {
+            email: p.email.key(),
+            result: guest.result,
+            user_id: Some(guest.user_id),
+            granted,
+            reason: (!problems.is_empty()).then(|| problems.join("; ")),
+        })
+    }
+
+    /// The ledger first (our own guests), then Graph (anyone else), then an invitation.
+    async fn find_or_invite(&self, p: &InviteePlan) -> Result<Guest, Failure> {
+        let o = self.onboarding;
+        let key = p.email.key();
+        if let Some(record) = o.ledger.guest(&key).await.map_err(Abort::from)?
+            && record.state != GuestState::Deleted
+        {
+            let unmailed =
+                (p.delivery == Delivery::Own && record.mailed_at.is_none()).then(|| record.clone());
+            return Ok(Guest {
+                user_id: record.user_id,
+                result: InviteeResult::Existed,
+                unmailed,
+            });
+        }
+        if let Some(user) = o
+            .directory
+            .find_user_by_email(p.email.as_str())
+            .await
+            .map_err(Failure::from_directory)?
+        {
+            return Ok(Guest {
+                user_id: user.id,
+                result: InviteeResult::Existed,
+                unmailed: None,
+            });
+        }
+        let invitation = self
+            .invite(&InvitationRequest {
+                email: p.email.as_str().to_string(),
+                display_name: p.display_name.clone(),
+                redirect_url: p.redirect_url.clone(),
+                send_invitation_message: p.delivery == Delivery::Microsoft,
+                message: p.message.clone(),
+                reset_redemption_of: None,
+            })
+            .await?;
+        let record = GuestRecord {
+            email: key,
+            user_id: invitation.user_id.clone(),
+            origin: p.origin.clone(),
+            partner_id: p.partner_id.clone(),
+            delivery: p.delivery,
+            invited_at: o.now,
+            reminders: 0,
+            last_reminded_at: None,
+            state: GuestState::Pending,
+            mailed_at: (p.delivery == Delivery::Microsoft).then_some(o.now),
+        };
+        o.ledger.put_guest(&record).await.map_err(Abort::from)?;
+        tracing::info!(invitee = %mask(p.email.as_str()), user_id = %invitation.user_id, "guest invited");
+        if p.delivery == Delivery::Own {
+            self.send_mail(p, &record, &invitation.redeem_url).await?;
+        }
+        Ok(Guest {
+            user_id: invitation.user_id,
+            result: InviteeResult::Invited,
+            unmailed: None,
+        })
+    }
+
+    async fn invite(
+        &self,
+        request: &InvitationRequest,
+    ) -> Result<crate::ports::directory::Invitation, Failure> {
+        let o = self.onboarding;
+        let _one_at_a_time = self.invite_lock.lock().await;
+        if o.gate.is_blocked() {
+            return Err(Failure::Abort(Abort::circuit_open()));
+        }
+        match o.directory.invite(request).await {
+            Ok(invitation) => {
+                o.gate.invitation_succeeded(o.ledger).await?;
+                Ok(invitation)
+            }
+            Err(DirectoryError::Blocked(reason)) => {
+                Err(Failure::Abort(o.gate.trip(o.ledger, &reason, o.now).await))
+            }
+            Err(e) => Err(Failure::from_directory(e)),
+        }
+    }
+
+    /// A guest we created but never mailed (the mail failed, or the process died between
+    /// the two): invite the address again for a fresh redeem URL and mail that.
+    async fn mail_redeem_url(&self, p: &InviteePlan, record: GuestRecord) -> Result<(), Abort> {
+        let invitation = match self
+            .invite(&InvitationRequest {
+                email: p.email.as_str().to_string(),
+                display_name: p.display_name.clone(),
+                redirect_url: p.redirect_url.clone(),
+                send_invitation_message: false,
+                message: None,
+                reset_redemption_of: None,
+            })
+            .await
+        {
+            Ok(i) => i,
+            Err(Failure::Abort(a)) => return Err(a),
+            Err(Failure::Rejected(reason)) => {
+                return Err(Abort::transient(format!(
+                    "could not renew the redeem URL to mail it: {reason}"
+                )));
+            }
+        };
+        self.send_mail(p, &record, &invitation.redeem_url).await
+    }
+
+    async fn send_mail(
+        &self,
+        p: &InviteePlan,
+        record: &GuestRecord,
+        redeem_url: &str,
+    ) -> Result<(), Abort> {
+        let o = self.onboarding;
+        let sender = o.mail.ok_or_else(|| {
+            Abort::transient("own delivery needs a mailer: set MAIL_FROM or OUTBOX_DIR")
+        })?;
+        sender
+            .send_invitation(&InvitationMail {
+                to: &p.email,
+                guest_name: p.display_name.as_deref(),
+                redeem_url,
+                partner_name: o.partner_name.as_deref(),
+                inviter_name: o.inviter_name.as_deref(),
+                message: p.message.as_deref(),
+            })
+            .await?;
+        let mut mailed = record.clone();
+        mailed.mailed_at = Some(o.now);
+        o.ledger.put_guest(&mailed).await?;
+        Ok(())
+    }
+
+    async fn sponsor_id(&self, reference: &str) -> Result<Option<String>, Abort> {
+        if let Some(known) = self.sponsors.lock().await.get(reference) {
+            return Ok(known.clone());
+        }
+        let id = match self.onboarding.directory.get_user(reference).await {
+            Ok(user) => user.map(|u| u.id),
+            Err(e) if e.class() == FailureClass::Permanent => None,
+            Err(e) => return Err(e.into()),
+        };
+        self.sponsors
+            .lock()
+            .await
+            .insert(reference.to_string(), id.clone());
+        Ok(id)
+    }
+}
+
+/// Why one invitee could not be brought in.
+enum Failure {
+    /// Stop the unit; it is retried whole.
+    Abort(Abort),
+    /// This invitee can never be invited as asked; the others go on.
+    Rejected(String),
+}
+
+impl Failure {
+    fn from_directory(e: DirectoryError) -> Self {
+        match e {
+            DirectoryError::Permanent { code, message, .. } => {
+                Failure::Rejected(format!("{code}: {message}"))
+            }
+            other => Failure::Abort(other.into()),
+        }
+    }
+}
+
+impl From<Abort> for Failure {
+    fn from(a: Abort) -> Self {
+        Failure::Abort(a)
+    }
+}
+
+/// Records a grant's result: done or already there goes to `granted`, a permanent refusal to
+/// `problems`, anything retryable aborts the unit.
+fn note<T>(
+    result: Result<T, DirectoryError>,
+    what: &str,
+    granted: &mut Vec<String>,
+    problems: &mut Vec<String>,
+) -> Result<(), Abort> {
+    match result {
+        Ok(_) => {
+            granted.push(what.to_string());
+            Ok(())
+        }
+        Err(DirectoryError::Permanent { code, message, .. }) => {
+            problems.push(format!("{what}: {code}: {message}"));
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,141 @@
+//! Everything a function needs, built once per process from the environment: settings, the
+//! Graph client, the ledger and the mailer.
+
+use std::sync::Arc;
+use tokio::time::Instant;
+
+use super::mail::MailSender;
+use crate::adapters::graph::{GraphClient, RetryPolicy, build_credential};
+use crate::adapters::http::build_client;
+use crate::adapters::ledger::{DynamoLedger, EmbeddedLedger};
+use crate::adapters::mailer::templates::Templates;
+use crate::adapters::mailer::{OutboxMailer, SesMailer};
+use crate::adapters::secrets::fetch_secret;
+use crate::config::{AzureConfig, ConfigError, CredentialSource, Env, LedgerLocation, Settings};
+use crate::ports::directory::Directory;
+use crate::ports::ledger::Ledger;
+use crate::ports::mailer::Mailer;
+
+/// A start-up failure: one line, naming the variable where there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Hands out the directory for a unit of work with its deadline.
+pub trait Directories: Send + Sync {
+    fn at(&self, deadline: Instant) -> Arc<dyn Directory>;
+}
+
+impl Directories for GraphClient {
+    fn at(&self, deadline: Instant) -> Arc<dyn Directory> {
+        Arc::new(self.directory(deadline))
+    }
+}
+
+/// The process-wide wiring a handler runs with.
+#[derive(Clone)]
+pub struct Runtime {
+    pub function: &'static str,
+    pub settings: Arc<Settings>,
+    pub directories: Arc<dyn Directories>,
+    pub ledger: Arc<dyn Ledger>,
+    /// Absent when neither OUTBOX_DIR nor MAIL_FROM is set: `own` delivery is then refused.
+    pub mail: Option<Arc<MailSender>>,
+    /// Loaded only when an AWS service is configured.
+    pub aws: Option<aws_config::SdkConfig>,
+}
+
+impl Runtime {
+    pub async fn from_env(function: &'static str, env: &dyn Env) -> Result<Runtime, StartupError> {
+        let settings = Settings::from_env(env)?;
+        let azure = AzureConfig::require(env)?;
+        let needs_aws = matches!(settings.ledger, LedgerLocation::DynamoDb { .. })
+            || matches!(azure.credential, CredentialSource::SecretArn(_))
+            || (settings.mail.outbox_dir.is_none() && settings.mail.from.is_some())
+            || env.var("WEBHOOK_SECRETS_ARN").is_some()
+            || env.var("WORK_QUEUE_URL").is_some();
+        let aws = if needs_aws {
+            Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
+        } else {
+            None
+        };
+        let secret = match (&azure.credential, &aws) {
+            (CredentialSource::SecretArn(arn), Some(aws)) => Some(
+                fetch_secret(&aws_sdk_secretsmanager::Client::new(aws), arn)
+                    .await
+                    .map_err(|e| StartupError::Other(format!("AZURE_CLIENT_SECRET_ARN: {e}")))?,
+            ),
+            _ => None,
+        };
+        let http = build_client(azure.extra_ca_certs.as_deref())
+            .map_err(|e| StartupError::Other(e.to_string()))?;
+        let credential = build_credential(&azure, secret.as_deref(), &http)
+            .map_err(|e| StartupError::Other(e.to_string()))?;
+        let graph = GraphClient::new(
+            http,
+            &azure.graph_base_url,
+            credential,
+            azure.max_writes_per_second,
+            RetryPolicy::default(),
+        );
+        let ledger: Arc<dyn Ledger> = match (&settings.ledger, &aws) {
+            (LedgerLocation::DynamoDb { table }, Some(aws)) => Arc::new(DynamoLedger::new(
+                aws_sdk_dynamodb::Client::new(aws),
+                table.clone(),
+            )),
+            (LedgerLocation::Embedded { dir }, _) => Arc::new(
+                EmbeddedLedger::open(dir)
+                    .map_err(|e| StartupError::Other(format!("LEDGER_PATH: {e}")))?,
+            ),
+            (LedgerLocation::DynamoDb { .. }, None) => unreachable!("AWS is loaded for DynamoDB"),
+        };
+        let mail = mail_sender(&settings, aws.as_ref())?;
+        Ok(Runtime {
+            function,
+            settings: Arc::new(settings),
+            directories: Arc::new(graph),
+            ledger,
+            mail,
+            aws,
+        })
+    }
+
+    pub fn directory(&self, deadline: Instant) -> Arc<dyn Directory> {
+        self.directories.at(deadline)
+    }
+}
+
+fn mail_sender(
+    settings: &Settings,
+    aws: Option<&aws_config::SdkConfig>,
+) -> Result<Option<Arc<MailSender>>, StartupError> {
+    let templates = Templates::load(settings.mail.templates.as_deref())
+        .map_err(|e| StartupError::Other(format!("MAIL_TEMPLATES: {e}")))?;
+    let from = settings
+        .mail
+        .from
+        .clone()
+        .unwrap_or_else(|| "b2b-invites@localhost.localdomain".into());
+    let mailer: Arc<dyn Mailer> = match (&settings.mail.outbox_dir, aws) {
+        (Some(dir), _) => Arc::new(OutboxMailer::new(dir)),
+        (None, Some(aws)) if settings.mail.from.is_some() => Arc::new(SesMailer::new(
+            aws_sdk_sesv2::Client::new(aws),
+            from.clone(),
+        )),
+        _ => return Ok(None),
+    };
+    Ok(Some(Arc::new(MailSender::new(
+        mailer,
+        templates,
+        from,
+        settings
+            .mail
+            .organisation()
+            .unwrap_or_else(|| "our organisation".into()),
+        settings.mail.language.clone(),
+    ))))
+}

@@ -1,0 +1,90 @@
+//! SQS batches with partial batch responses (SPEC section 5): a message that failed for a
+//! transient reason is reported in `batchItemFailures` and redelivered by SQS; everything
+//! else is acknowledged.
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use std::future::Future;
+use std::time::Duration;
+use tokio::time::Instant;
+
+use crate::app::Abort;
+use crate::error::{Classify, FailureClass};
+
+/// A message is not started with less time than this left: it would only be cut off.
+const MIN_TIME_PER_MESSAGE: Duration = Duration::from_secs(2);
+
+/// One queue message, as the handler sees it.
+pub struct QueueMessage {
+    pub message_id: String,
+    pub body: String,
+    /// The queue's ARN: with the message id, the ledger key of a body too broken to name
+    /// its own event.
+    pub queue_arn: String,
+    /// How often SQS has delivered it (1 on the first delivery).
+    pub receive_count: u32,
+}
+
+/// Runs `handle` over the batch in order. Once the tenant is blocked, or time runs short,
+/// the remaining messages fail without being touched.
+pub async fn process_batch<F, Fut>(
+    event: &SqsEvent,
+    deadline: Instant,
+    mut handle: F,
+) -> SqsBatchResponse
+where
+    F: FnMut(QueueMessage) -> Fut,
+    Fut: Future<Output = Result<(), Abort>>,
+{
+    let mut failures = Vec::new();
+    let mut stop: Option<String> = None;
+    for record in &event.records {
+        let Some(message_id) = record.message_id.as_deref() else {
+            // Without an id SQS cannot be told about it; acknowledging is all that can be done.
+            tracing::error!("SQS record without a messageId acknowledged unprocessed");
+            continue;
+        };
+        if stop.is_none()
+            && deadline.saturating_duration_since(Instant::now()) < MIN_TIME_PER_MESSAGE
+        {
+            stop = Some("the invocation is about to time out".into());
+        }
+        if let Some(reason) = &stop {
+            tracing::warn!(
+                message_id,
+                reason = reason.as_str(),
+                "message left for redelivery"
+            );
+            failures.push(failure(message_id));
+            continue;
+        }
+        let message = QueueMessage {
+            message_id: message_id.to_string(),
+            body: record.body.clone().unwrap_or_default(),
+            queue_arn: record
+                .event_source_arn
+                .clone()
+                .unwrap_or_else(|| "sqs".into()),
+            receive_count: record
+                .attributes
+                .get("ApproximateReceiveCount")
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(1),
+        };
+        if let Err(abort) = handle(message).await {
+            tracing::warn!(message_id, class = ?abort.class(), error = %abort, "message failed; SQS will redeliver it");
+            failures.push(failure(message_id));
+            if abort.class() == FailureClass::Blocked {
+                stop = Some(abort.message.clone());
+            }
+        }
+    }
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failures;
+    response
+}
+
+fn failure(message_id: &str) -> BatchItemFailure {
+    let mut f = BatchItemFailure::default();
+    f.item_identifier = message_id.to_string();
+    f
+}
