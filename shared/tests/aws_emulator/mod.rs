@@ -44,15 +44,14 @@ pub async fn unreachable() -> SdkConfig {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let config = with_endpoint(
+    with_endpoint(
         &format!("http://127.0.0.1:{port}"),
         Region::new("eu-west-1"),
     )
     .await
     .into_builder()
     .retry_config(aws_config::retry::RetryConfig::disabled())
-    .build();
-    config
+    .build()
 }
 
 async fn with_endpoint(endpoint: &str, region: Region) -> SdkConfig {
