@@ -15,21 +15,19 @@ use crate::ports::ledger::{
     PartnerRecord,
 };
 
-/// `(source, id)` -> [`StoredEvent`].
+/// `(source, id)` -> `StoredEvent`.
 const EVENTS: TableDefinition<(&str, &str), &str> = TableDefinition::new("events");
 /// Partner id -> [`PartnerRecord`].
 const PARTNERS: TableDefinition<&str, &str> = TableDefinition::new("partners");
 /// Lower-case email -> [`GuestRecord`].
 const GUESTS: TableDefinition<&str, &str> = TableDefinition::new("guests");
-/// [`CIRCUIT_KEY`] -> [`Circuit`].
+/// `CIRCUIT_KEY` -> [`Circuit`].
 const STATE: TableDefinition<&str, &str> = TableDefinition::new("state");
 /// Checkpoint name -> [`Checkpoint`].
 const CHECKPOINTS: TableDefinition<&str, &str> = TableDefinition::new("checkpoints");
 
 const CIRCUIT_KEY: &str = "circuit";
 
-/// How long [`EmbeddedLedger::open`] waits for another process to let go of the file.
-pub const OPEN_WAIT: Duration = Duration::from_secs(5);
 const OPEN_RETRY_EVERY: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -68,10 +66,13 @@ impl EmbeddedLedger {
     /// The database file's name inside the ledger directory.
     pub const FILE_NAME: &'static str = "ledger.redb";
 
-    /// Opens (creating when missing) the ledger in `dir`, waiting up to [`OPEN_WAIT`] for
+    /// How long [`EmbeddedLedger::open`] waits for another process to let go of the file.
+    pub const OPEN_WAIT: Duration = Duration::from_secs(5);
+
+    /// Opens (creating when missing) the ledger in `dir`, waiting up to [`Self::OPEN_WAIT`] for
     /// another process that holds the file.
     pub fn open(dir: &Path) -> Result<Self, LedgerError> {
-        Self::open_with_wait(dir, OPEN_WAIT)
+        Self::open_with_wait(dir, Self::OPEN_WAIT)
     }
 
     /// [`EmbeddedLedger::open`] with a chosen wait for a file held by another process.

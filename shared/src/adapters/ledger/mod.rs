@@ -22,11 +22,11 @@
 //!
 //! | record | `pk` | `sk` | other attributes |
 //! |---|---|---|---|
-//! | event (`source`, `id`) | `EVENT#{source}` | `EVENT#{id}` | `state` S (`inProgress`/`done`), `leaseUntil` N (unix ms, in progress), `doc` S (JSON [`EventRecord`], done), `ttl` |
-//! | partner | `PARTNER` | `PARTNER#{id}` | `doc` S (JSON [`PartnerRecord`]) |
-//! | guest | `GUEST` | `GUEST#{lower-case email}` | `doc` S (JSON [`GuestRecord`]), `reminders` N |
+//! | event (`source`, `id`) | `EVENT#{source}` | `EVENT#{id}` | `state` S (`inProgress`/`done`), `leaseUntil` N (unix ms, in progress), `doc` S (JSON [`EventRecord`](crate::ports::ledger::EventRecord), done), `ttl` |
+//! | partner | `PARTNER` | `PARTNER#{id}` | `doc` S (JSON [`PartnerRecord`](crate::ports::ledger::PartnerRecord)) |
+//! | guest | `GUEST` | `GUEST#{lower-case email}` | `doc` S (JSON [`GuestRecord`](crate::ports::ledger::GuestRecord)), `reminders` N |
 //! | circuit | `CIRCUIT` | `CIRCUIT` | `doc` S (JSON [`Circuit`]), `version` S |
-//! | checkpoint | `CHECKPOINT` | `CHECKPOINT#{name}` | `doc` S (JSON [`Checkpoint`]) |
+//! | checkpoint | `CHECKPOINT` | `CHECKPOINT#{name}` | `doc` S (JSON [`Checkpoint`](crate::ports::ledger::Checkpoint)) |
 //!
 //! Partners and guests share one constant partition each, so listing them is a paginated
 //! Query, never a Scan; both are written at invitation pace (Graph allows 20 writes a second),
