@@ -279,30 +279,64 @@ pub struct OutboxMail {
 }
 
 impl OutboxMail {
-    /// The text with quoted-printable soft line breaks joined and `=3D` decoded, enough to
-    /// find a URL in either the text or the HTML part.
-    pub fn unfolded(&self) -> String {
-        self.text
-            .replace("=\r\n", "")
-            .replace("=\n", "")
-            .replace("=3D", "=")
+    fn parsed(&self) -> anyhow::Result<mail_parser::Message<'_>> {
+        mail_parser::MessageParser::default()
+            .parse(self.text.as_bytes())
+            .with_context(|| format!("{} is not an RFC 5322 message", self.path.display()))
     }
 
-    /// The value of the first header `name` (case-insensitive), unfolded.
-    pub fn header(&self, name: &str) -> Option<String> {
-        let head = self
-            .text
-            .split("\r\n\r\n")
-            .next()
-            .unwrap_or_default()
-            .replace("\r\n ", " ")
-            .replace("\r\n\t", " ");
-        head.lines().find_map(|line| {
-            let (n, v) = line.split_once(':')?;
-            n.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_string())
-        })
+    /// The addresses of the `To` header.
+    pub fn to(&self) -> anyhow::Result<Vec<String>> {
+        let message = self.parsed()?;
+        Ok(message
+            .to()
+            .map(|to| {
+                to.iter()
+                    .filter_map(|a| a.address().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    pub fn subject(&self) -> anyhow::Result<String> {
+        Ok(self.parsed()?.subject().unwrap_or_default().to_string())
+    }
+
+    /// The decoded text and HTML parts, one after the other.
+    pub fn bodies(&self) -> anyhow::Result<String> {
+        let message = self.parsed()?;
+        let mut all = String::new();
+        for i in 0..message.text_body.len() {
+            if let Some(text) = message.body_text(i) {
+                all.push_str(&text);
+                all.push('\n');
+            }
+        }
+        for i in 0..message.html_body.len() {
+            if let Some(html) = message.body_html(i) {
+                all.push_str(&html);
+                all.push('\n');
+            }
+        }
+        Ok(all)
+    }
+
+    /// Every distinct URL starting with `prefix` in the decoded bodies.
+    pub fn urls(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
+        let bodies = self.bodies()?;
+        let mut urls: Vec<String> = Vec::new();
+        for (at, _) in bodies.match_indices(prefix) {
+            let url: String = bodies[at..]
+                .chars()
+                .take_while(|c| !c.is_whitespace() && !matches!(c, '"' | '\'' | '<' | '>' | ')'))
+                .collect();
+            // HTML bodies escape the query separator.
+            let url = url.replace("&amp;", "&");
+            if !urls.contains(&url) {
+                urls.push(url);
+            }
+        }
+        Ok(urls)
     }
 }
 

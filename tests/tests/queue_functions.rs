@@ -611,3 +611,178 @@ async fn the_abuse_block_stops_every_invitation_in_this_and_other_functions() ->
     );
     Ok(())
 }
+
+/// Where the dev tenant's redeem URLs start.
+const REDEEM_URL_PREFIX: &str = "https://login.microsoftonline.com/redeem";
+
+#[tokio::test]
+async fn own_delivery_asks_graph_not_to_mail_and_mails_the_redeem_url_once() -> anyhow::Result<()> {
+    // Graph's email is the configured default; the event asks for our own.
+    let env = TestEnv::builder()
+        .var("DELIVERY", "microsoft")
+        .start()
+        .await?;
+    let control = env.control();
+    let function = env.spawn("partner-signed").await?;
+    let mut data = one_contact_partner("adatum", "Ray.Chen@Adatum.com", &[]);
+    data["delivery"] = json!("own");
+    let answer = function
+        .invoke(
+            sqs_event(&[("m-40", &partner_signed("contract-40", data))]),
+            INVOKE_TIMEOUT,
+        )
+        .await?;
+    ensure!(
+        batch_failures(&answer)?.is_empty(),
+        "own delivery failed: {answer}"
+    );
+
+    ensure!(
+        invitation_posts(&control).len() == 1,
+        "invitations: {:?}",
+        invitation_posts(&control)
+    );
+    // The dev tenant logs an email only when asked with sendInvitationMessage: true.
+    ensure!(
+        control.sent_mail().is_empty(),
+        "Graph was asked to send its own email: {:?}",
+        control.sent_mail()
+    );
+    let outbox = env.outbox()?;
+    ensure!(
+        outbox.len() == 1,
+        "expected one email, the outbox has {}",
+        outbox.len()
+    );
+    let mail = &outbox[0];
+    ensure!(
+        mail.to()? == vec!["Ray.Chen@adatum.com".to_string()],
+        "addressed to {:?}",
+        mail.to()?
+    );
+    let urls = mail.urls(REDEEM_URL_PREFIX)?;
+    ensure!(
+        urls.len() == 1,
+        "the email should carry one redeem URL, found {urls:?}"
+    );
+    // The URL is the invitation's: redeeming it accepts the guest.
+    let guest = control.redeem(&urls[0])?;
+    ensure!(
+        guest.mail.as_deref() == Some("Ray.Chen@adatum.com")
+            && guest.external_user_state == Some(b2b_dev_tenant::ExternalUserState::Accepted),
+        "redeeming the mailed URL did not accept the guest: {guest:?}"
+    );
+
+    let output = function.stop().await;
+    let recorded = env.ledger().await?.guest("ray.chen@adatum.com").await?;
+    ensure!(
+        recorded.is_some_and(|g| g.mailed_at.is_some() && g.user_id == guest.id),
+        "the ledger does not remember the guest as mailed"
+    );
+    logs_are_clean(
+        &output,
+        &[&urls[0], &control.client_secret()],
+        &["ray.chen@adatum.com"],
+    )?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn hr_record_invites_the_worker_with_manager_details_and_rule_access() -> anyhow::Result<()> {
+    let now = time::macros::datetime!(2026-11-20 09:00 UTC);
+    let env = TestEnv::builder().now(now).start().await?;
+    let control = env.control();
+    let partners = group_id(&control, "Partners")?;
+    let falcon = group_id(&control, "Project Falcon")?;
+    let rules = json!([
+        { "match": { "department": "engineering" }, "access": { "groups": [falcon] } },
+        { "match": { "company": "Someone Else" }, "access": { "groups": [partners] } },
+    ]);
+    let function = env
+        .spawn_with("hr-record-added", &[("ACCESS_RULES", &rules.to_string())])
+        .await?;
+    let record = cloud_event(
+        "hr.record.added",
+        "urn:hr:workday",
+        "E-1042",
+        json!({
+            "employeeId": "E-1042", "email": "jo@contractor.example", "displayName": "Jo Park",
+            "company": "Contractor Ltd", "department": "Engineering", "jobTitle": "Engineer",
+            "manager": "alex.wilber@contoso.com", "startDate": "2026-12-01", "endDate": "2027-06-30",
+            "access": { "groups": [], "appRoles": [] },
+        }),
+    );
+    let answer = function
+        .invoke(sqs_event(&[("h-1042", &record)]), INVOKE_TIMEOUT)
+        .await?;
+    ensure!(
+        batch_failures(&answer)?.is_empty(),
+        "the HR record failed: {answer}\n{}",
+        function.output().text()
+    );
+
+    ensure!(
+        invitation_posts(&control).len() == 1,
+        "invitations: {:?}",
+        invitation_posts(&control)
+    );
+    let jo = control
+        .user("jo@contractor.example")
+        .context("Jo was not invited")?;
+    ensure!(jo.user_type == UserType::Guest, "Jo is not a guest");
+    ensure!(
+        jo.company_name.as_deref() == Some("Contractor Ltd")
+            && jo.department.as_deref() == Some("Engineering")
+            && jo.job_title.as_deref() == Some("Engineer")
+            && jo.employee_id.as_deref() == Some("E-1042")
+            && jo.display_name.as_deref() == Some("Jo Park"),
+        "the record's details are not on the guest: {jo:?}"
+    );
+    let manager = user_id(&control, "alex.wilber@contoso.com")?;
+    ensure!(
+        control.sponsors(&jo.id) == vec![manager],
+        "sponsors: {:?}",
+        control.sponsors(&jo.id)
+    );
+    ensure!(
+        control.group_members(&falcon) == vec![jo.id.clone()],
+        "the department rule's group was not granted"
+    );
+    ensure!(
+        control.group_members(&partners).is_empty(),
+        "a rule that does not match granted access"
+    );
+    let outbox = env.outbox()?;
+    ensure!(
+        outbox.len() == 1,
+        "expected one email, the outbox has {}",
+        outbox.len()
+    );
+    let urls = outbox[0].urls(REDEEM_URL_PREFIX)?;
+
+    let output = function.stop().await;
+    let event = env
+        .ledger()
+        .await?
+        .event(&EventKey {
+            source: "urn:hr:workday".into(),
+            id: "E-1042".into(),
+        })
+        .await?
+        .context("the HR record left no ledger record")?;
+    ensure!(
+        event.status == EventStatus::Completed
+            && event.outcomes.len() == 1
+            && event.outcomes[0].result == InviteeResult::Invited
+            && event.outcomes[0].user_id.as_deref() == Some(jo.id.as_str()),
+        "ledger record: {event:?}"
+    );
+    let client_secret = control.client_secret();
+    let secrets: Vec<&str> = urls
+        .iter()
+        .map(String::as_str)
+        .chain([client_secret.as_str()])
+        .collect();
+    logs_are_clean(&output, &secrets, &["jo@contractor.example"])?;
+    Ok(())
+}
