@@ -25,6 +25,15 @@ const FUNCTIONS: &[(&str, &[&str])] = &[
     ("resend-stale", &[]),
 ];
 
+/// Each function's triggers (SPEC section 1): its SAM event types, and whether it has a
+/// function URL for webhooks.
+const TRIGGERS: &[(&str, &[&str], bool)] = &[
+    ("partner-signed", &["SQS"], true),
+    ("hr-record-added", &["SQS"], false),
+    ("guest-inviter-request", &["SQS"], true),
+    ("resend-stale", &["Schedule"], false),
+];
+
 /// Needed by every function in the cloud. `GRAPH_MAX_WRITES_PER_SECOND` has a default in the
 /// loader, but the template's write budget depends on each function setting it explicitly.
 const REQUIRED_BY_EVERY_FUNCTION: &[&str] = &[
@@ -474,6 +483,27 @@ fn check(template_text: &str, variables: &[&str], ledger_source: &str) -> Vec<St
                 }
             }
             None => problems.push(format!("{id}: CodeUri is not a relative path")),
+        }
+    }
+    for (binary, events, url) in TRIGGERS {
+        let Some((id, function)) = function_by_binary(&template, binary) else {
+            continue;
+        };
+        let types: BTreeSet<&str> = function["Properties"]["Events"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, e)| e["Type"].as_str())
+            .collect();
+        let expected: BTreeSet<&str> = events.iter().copied().collect();
+        if types != expected {
+            problems.push(format!("{id}: triggers {types:?}, expected {expected:?}"));
+        }
+        let has_url = function["Properties"].get("FunctionUrlConfig").is_some();
+        if has_url != *url {
+            problems.push(format!(
+                "{id}: function URL present = {has_url}, expected {url}"
+            ));
         }
     }
     for (id, resource) in resources(&template) {
