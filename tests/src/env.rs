@@ -13,7 +13,7 @@ use tempfile::TempDir;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::process::FunctionProcess;
+use crate::process::{FunctionProcess, Profile, binary_path};
 
 /// The webhook secrets every test environment configures: two, as during a rotation.
 pub const WEBHOOK_SECRETS: [&str; 2] = [
@@ -57,10 +57,17 @@ pub struct TestEnvBuilder {
     ledger: LedgerKind,
     now: Option<OffsetDateTime>,
     write_limit: Option<WriteLimit>,
+    profile: Profile,
     vars: Vec<(String, String)>,
 }
 
 impl TestEnvBuilder {
+    /// Which build of the function binaries [`TestEnv::spawn`] runs (default: debug).
+    pub fn profile(mut self, profile: Profile) -> Self {
+        self.profile = profile;
+        self
+    }
+
     pub fn seed(mut self, seed: Seed) -> Self {
         self.seed = seed;
         self
@@ -155,6 +162,7 @@ impl TestEnvBuilder {
         }
         Ok(TestEnv {
             tenant,
+            profile: self.profile,
             ledger,
             outbox,
             vars,
@@ -166,6 +174,7 @@ impl TestEnvBuilder {
 /// A test's world. Dropping it stops the dev tenant and removes its files.
 pub struct TestEnv {
     tenant: DevTenant,
+    profile: Profile,
     ledger: LedgerPlace,
     outbox: PathBuf,
     vars: Vec<(String, String)>,
@@ -180,6 +189,7 @@ impl TestEnv {
             ledger: LedgerKind::Embedded,
             now: None,
             write_limit: None,
+            profile: Profile::Debug,
             vars: Vec::new(),
         }
     }
@@ -209,7 +219,7 @@ impl TestEnv {
         self.root.path()
     }
 
-    /// Starts `target/debug/<function>` in this world and waits until it is ready.
+    /// Starts `target/<profile>/<function>` in this world and waits until it is ready.
     pub async fn spawn(&self, function: &str) -> anyhow::Result<FunctionProcess> {
         self.spawn_with(function, &[]).await
     }
@@ -225,7 +235,8 @@ impl TestEnv {
             vars.retain(|(n, _)| n != name);
             vars.push(((*name).to_string(), (*value).to_string()));
         }
-        let process = FunctionProcess::spawn(function, &vars).await?;
+        let binary = binary_path(function, self.profile)?;
+        let process = FunctionProcess::spawn_binary(&binary, function, &vars).await?;
         process.ready(Duration::from_secs(30)).await?;
         Ok(process)
     }

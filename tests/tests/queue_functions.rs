@@ -225,7 +225,7 @@ async fn the_same_message_delivered_twice_invites_and_mails_once() -> anyhow::Re
 
     let first = SqsMessage::new("m-7", &body);
     let answer = function
-        .invoke(sqs_batch(&[first.clone()]), INVOKE_TIMEOUT)
+        .invoke(sqs_batch(std::slice::from_ref(&first)), INVOKE_TIMEOUT)
         .await?;
     ensure!(
         batch_failures(&answer)?.is_empty(),
