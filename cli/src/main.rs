@@ -1,1 +1,120 @@
-fn main() {}
+//! `b2b-invites`: run the product on a workstation. With no Azure settings every command
+//! uses an emulated Entra tenant (the dev tenant), the embedded ledger and a mail outbox;
+//! with the Azure variables set it talks to the real tenant, exactly as the Lambda
+//! functions would.
+
+mod aws;
+mod context;
+mod demo;
+mod dev_tenant;
+mod dry_run;
+mod functions;
+mod graph_read;
+mod import;
+mod report;
+mod run;
+mod sweep;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "b2b-invites",
+    version,
+    about = "Automated Microsoft Entra ID B2B guest onboarding, run locally",
+    long_about = "Automated Microsoft Entra ID B2B guest onboarding, run locally.\n\n\
+        Without Azure settings (AZURE_TENANT_ID, AZURE_CLIENT_ID and a credential) every \
+        command runs against an emulated Entra tenant (the dev tenant) kept under --state, \
+        with the embedded ledger and a mail outbox there too. With them, commands talk to \
+        the real tenant exactly as the Lambda functions do; add --dry-run to see each \
+        Graph write a command would make without making it.",
+    after_help = "Start with `b2b-invites demo`: a guided run through all four functions \
+        against a fresh dev tenant."
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command takes.
+#[derive(Args, Debug, Clone)]
+struct Global {
+    /// Where local state lives: the dev tenant, the embedded ledger, the outbox, the webhook
+    /// secret [default: .state; the demo uses a fresh temporary folder]
+    #[arg(long, global = true, value_name = "DIR")]
+    state: Option<PathBuf>,
+    /// Print each Graph write (and mail) instead of making it; reads still happen.
+    #[arg(long, global = true)]
+    dry_run: bool,
+    /// Show the functions' logs (info level; RUST_LOG overrides).
+    #[arg(short, long, global = true)]
+    verbose: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the dev tenant (an emulated Entra tenant) until Ctrl-C, printing the variables that point at it.
+    DevTenant(dev_tenant::DevTenantArgs),
+    /// A guided run of all four functions against a fresh dev tenant, ending with a report of every guest.
+    Demo(demo::DemoArgs),
+    /// Feed an event (CloudEvents, EventBridge, or an AWS-shaped Lambda payload) to the function that takes it.
+    Run(run::RunArgs),
+    /// Invite guests in bulk from a CSV in the Entra portal's bulk-invite format.
+    Import(import::ImportArgs),
+    /// Run resend-stale once: remind pending guests, expire stale ones, mark redeemed ones accepted.
+    Sweep(sweep::SweepArgs),
+    /// List guests and their redemption state from Graph, joined with the ledger.
+    Report(report::ReportArgs),
+}
+
+impl Global {
+    /// The state folder of every command but the demo.
+    fn state_dir(&self) -> PathBuf {
+        self.state.clone().unwrap_or_else(|| PathBuf::from(".state"))
+    }
+}
+
+fn init_logs(verbose: bool, quiet: bool) {
+    let default = match (verbose, quiet) {
+        (true, _) => "info",
+        (false, true) => "error",
+        (false, false) => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The demo narrates what the functions' warnings would say.
+    init_logs(
+        cli.global.verbose,
+        matches!(cli.command, Command::Demo(_)),
+    );
+    let result = match cli.command {
+        Command::DevTenant(args) => dev_tenant::run(&cli.global, args).await,
+        Command::Demo(args) => demo::run(&cli.global, args).await,
+        Command::Run(args) => run::run(&cli.global, args).await,
+        Command::Import(args) => import::run(&cli.global, args).await,
+        Command::Sweep(args) => sweep::run(&cli.global, args).await,
+        Command::Report(args) => report::run(&cli.global, args).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

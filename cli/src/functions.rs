@@ -1,0 +1,98 @@
+//! The four functions, built from the same handler code the Lambda binaries serve, with the
+//! command's environment (and, under `--dry-run`, a recording directory, ledger and mailer).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use b2b::lambda::event_function::EventFunction;
+use b2b::lambda::serve::Handler;
+use b2b::ports::ledger::Ledger;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::context::Context;
+
+/// How long one local invocation may take: Lambda's longest timeout.
+pub const INVOCATION_TIME: Duration = Duration::from_secs(15 * 60);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Function {
+    PartnerSigned,
+    HrRecordAdded,
+    GuestInviterRequest,
+    ResendStale,
+}
+
+impl Function {
+    pub fn name(self) -> &'static str {
+        match self {
+            Function::PartnerSigned => "partner-signed",
+            Function::HrRecordAdded => "hr-record-added",
+            Function::GuestInviterRequest => "guest-inviter-request",
+            Function::ResendStale => "resend-stale",
+        }
+    }
+
+    /// The function that handles a CloudEvents `type`.
+    pub fn for_event_type(event_type: &str) -> Option<Function> {
+        match event_type {
+            t if t == b2b::domain::partner::EVENT_TYPE => Some(Function::PartnerSigned),
+            t if t == b2b::domain::hr::EVENT_TYPE => Some(Function::HrRecordAdded),
+            t if t == b2b::domain::request::EVENT_TYPE => Some(Function::GuestInviterRequest),
+            _ => None,
+        }
+    }
+
+    /// Whether its events normally arrive through a queue (else a webhook).
+    pub fn queue_first(self) -> bool {
+        matches!(self, Function::PartnerSigned | Function::HrRecordAdded)
+    }
+}
+
+/// A function ready to take invocations, with the ledger it writes to.
+pub struct Built {
+    pub function: Function,
+    pub handler: Box<dyn Handler>,
+    pub ledger: Arc<dyn Ledger>,
+}
+
+impl Built {
+    pub async fn invoke(&self, payload: Value) -> anyhow::Result<Value> {
+        self.handler
+            .handle(payload, Instant::now() + INVOCATION_TIME)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {e}", self.function.name()))
+    }
+}
+
+/// Builds a function's handler. The embedded ledger serves one holder at a time: drop the
+/// result before building the next.
+pub async fn build(ctx: &Context, function: Function) -> anyhow::Result<Built> {
+    let start = |f: Function| format!("starting {}", f.name());
+    match function {
+        Function::PartnerSigned | Function::HrRecordAdded => {
+            let (accepts, webhooks): (&'static [&'static str], bool) = match function {
+                Function::PartnerSigned => (&[b2b::domain::partner::EVENT_TYPE], true),
+                _ => (&[b2b::domain::hr::EVENT_TYPE], false),
+            };
+            let mut handler =
+                EventFunction::from_env(function.name(), accepts, webhooks, &ctx.env)
+                    .await
+                    .with_context(|| start(function))?;
+            if let Some(recorder) = &ctx.recorder {
+                recorder.apply(&mut handler.runtime)?;
+            }
+            let ledger = Arc::clone(&handler.runtime.ledger);
+            Ok(Built {
+                function,
+                handler: Box::new(handler),
+                ledger,
+            })
+        }
+        Function::GuestInviterRequest | Function::ResendStale => anyhow::bail!(
+            "{} is not in this build of b2b-invites",
+            function.name()
+        ),
+    }
+}
