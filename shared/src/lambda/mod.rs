@@ -3,6 +3,8 @@
 
 pub mod event_function;
 pub mod http;
+pub mod metrics;
+pub mod resend_stale;
 pub mod serve;
 pub mod sqs;
 pub mod trigger;
