@@ -107,7 +107,10 @@ pub fn set_signature(request: &mut Value, signature: String) {
 /// The raw body of a function URL request, decoded when the payload says base64.
 pub fn request_body(request: &Value) -> Option<Vec<u8>> {
     use base64::Engine;
-    let raw = request.get("body").and_then(Value::as_str).unwrap_or_default();
+    let raw = request
+        .get("body")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if request.get("isBase64Encoded").and_then(Value::as_bool) == Some(true) {
         base64::engine::general_purpose::STANDARD.decode(raw).ok()
     } else {

@@ -99,13 +99,17 @@ impl Context {
     }
 
     /// A context over a dev tenant the caller started (the demo).
-    pub fn in_process(
-        tenant: DevTenant,
-        state: &Path,
-        dry_run: bool,
-    ) -> anyhow::Result<Context> {
+    pub fn in_process(tenant: DevTenant, state: &Path, dry_run: bool) -> anyhow::Result<Context> {
         let mut env = process_variables();
-        for var in ["AZURE_CLIENT_SECRET_ARN", "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_FEDERATED_TOKEN_FILE", "LEDGER_TABLE", "WEBHOOK_SECRETS_ARN", "WORK_QUEUE_URL", "MAIL_FROM"] {
+        for var in [
+            "AZURE_CLIENT_SECRET_ARN",
+            "AZURE_CLIENT_CERTIFICATE_PATH",
+            "AZURE_FEDERATED_TOKEN_FILE",
+            "LEDGER_TABLE",
+            "WEBHOOK_SECRETS_ARN",
+            "WORK_QUEUE_URL",
+            "MAIL_FROM",
+        ] {
             env.remove(var);
         }
         env.extend(tenant.env());
@@ -203,8 +207,10 @@ impl Context {
         if let Some(now) = now
             && (now - OffsetDateTime::now_utc()).abs() > time::Duration::seconds(5)
         {
-            self.env
-                .insert("B2B_NOW".into(), now.replace_nanosecond(0)?.format(&Rfc3339)?);
+            self.env.insert(
+                "B2B_NOW".into(),
+                now.replace_nanosecond(0)?.format(&Rfc3339)?,
+            );
         }
         Ok(())
     }

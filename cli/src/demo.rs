@@ -20,7 +20,7 @@ use crate::context::Context;
 use crate::functions::{self, Function};
 use crate::report::{self, Format};
 use crate::run::{Input, payload_for};
-use crate::Global;
+use crate::{Global, aws};
 
 #[derive(Args, Debug)]
 #[command(
@@ -214,12 +214,10 @@ impl Demo {
             id: event["id"].as_str().unwrap_or_default().into(),
         };
         let input = Input::recognise(event)?;
-        let function = Function::for_event_type(
-            match &input {
-                Input::Event { event_type, .. } => event_type,
-                _ => "",
-            },
-        )
+        let function = Function::for_event_type(match &input {
+            Input::Event { event_type, .. } => event_type,
+            _ => "",
+        })
         .context("demo event of an unknown type")?;
         let via = match via {
             "webhook" => Some(crate::run::Via::Webhook),
@@ -242,12 +240,42 @@ impl Demo {
             .and_then(Value::as_array)
             .is_some_and(|f| !f.is_empty())
         {
-            bail!("{}: the message failed and would be retried: {answer}", function.name());
+            bail!(
+                "{}: the message failed and would be retried: {answer}",
+                function.name()
+            );
         }
         for r in &records {
             self.narrate(r);
         }
         Ok(records)
+    }
+
+    fn narrate_sweep(&self, summary: &Value) {
+        let n = |k: &str| summary.get(k).and_then(Value::as_u64).unwrap_or(0);
+        println!(
+            "   scanned {}, reminded {}, marked accepted {}, expired {}, skipped {}, failed {}",
+            n("scanned"),
+            n("reminded"),
+            n("accepted"),
+            n("expired"),
+            n("skipped"),
+            n("failed")
+        );
+        for action in summary
+            .get("actions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let text = |k: &str| action.get(k).and_then(Value::as_str).unwrap_or_default();
+            // The summary masks addresses itself.
+            print!("   {:<24} {}", text("guest"), text("action"));
+            match action.get("reason").and_then(Value::as_str) {
+                Some(reason) => println!("  ({})", self.scrub(reason)),
+                None => println!(),
+            }
+        }
     }
 
     fn narrate(&self, record: &EventRecord) {
@@ -263,7 +291,11 @@ impl Demo {
                 InviteeResult::Existed => "already a guest",
                 InviteeResult::Rejected => "refused",
             };
-            let granted: Vec<String> = o.granted.iter().map(|g| self.seeded.grant_name(g)).collect();
+            let granted: Vec<String> = o
+                .granted
+                .iter()
+                .map(|g| self.seeded.grant_name(g))
+                .collect();
             println!(
                 "   {:<24} {:<16} {}",
                 self.address(&o.email),
@@ -353,7 +385,9 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
     );
 
-    demo.heading("Litware signs a partnership contract (the contract system queues partner.signed)");
+    demo.heading(
+        "Litware signs a partnership contract (the contract system queues partner.signed)",
+    );
     let litware = cloud_event(
         "partner.signed",
         "https://contracts.contoso.com",
@@ -377,7 +411,9 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
     demo.heading("The same contract arrives again (SQS delivers at least once)");
     demo.send(litware, "sqs").await?;
 
-    demo.heading("Fabrikam signs through the contract system's webhook (signed with the shared secret)");
+    demo.heading(
+        "Fabrikam signs through the contract system's webhook (signed with the shared secret)",
+    );
     demo.send(
         cloud_event(
             "partner.signed",
@@ -437,10 +473,24 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
     demo.heading("Four days pass");
     control.advance(std::time::Duration::from_secs(4 * 86_400));
     let now = control.now().replace_nanosecond(0)?;
-    demo.ctx
-        .env
-        .insert("B2B_NOW".into(), now.format(&Rfc3339)?);
-    println!("   the tenant's clock (and B2B_NOW) now read {}", now.format(&Rfc3339)?);
+    demo.ctx.env.insert("B2B_NOW".into(), now.format(&Rfc3339)?);
+    println!(
+        "   the tenant's clock (and B2B_NOW) now read {}",
+        now.format(&Rfc3339)?
+    );
+
+    demo.heading(
+        "The reminder sweep runs (resend-stale, on its EventBridge schedule; REMIND_AFTER=3d)",
+    );
+    let writes_before = demo.graph_writes();
+    let (summary, _) = demo
+        .call(Function::ResendStale, aws::scheduled_event(now), &[])
+        .await?;
+    println!(
+        "   -> resend-stale (scheduled event): {} Graph writes",
+        demo.graph_writes() - writes_before
+    );
+    demo.narrate_sweep(&summary);
 
     demo.heading("Every guest");
     let runtime = Runtime::from_env("report", &demo.ctx.env).await?;

@@ -68,8 +68,7 @@ pub async fn run(global: &Global, args: DevTenantArgs) -> anyhow::Result<ExitCod
     let server_file = dir.join(SERVER_FILE);
     write_private(
         &server_file,
-        &json!({ "authorityHost": tenant.authority_host(), "pid": std::process::id() })
-            .to_string(),
+        &json!({ "authorityHost": tenant.authority_host(), "pid": std::process::id() }).to_string(),
     )?;
     eprintln!(
         "dev tenant serving at {} (state in {}); Ctrl-C to stop",

@@ -47,11 +47,14 @@ pub struct Recorder {
 
 impl Recorder {
     fn record(&self, method: &str, target: String, body: Value) {
-        self.writes.lock().expect("recorder lock").push(PlannedWrite {
-            method: method.into(),
-            target,
-            body,
-        });
+        self.writes
+            .lock()
+            .expect("recorder lock")
+            .push(PlannedWrite {
+                method: method.into(),
+                target,
+                body,
+            });
     }
 
     pub fn writes(&self) -> Vec<PlannedWrite> {
@@ -303,7 +306,9 @@ impl Directory for RecordingDirectory {
         if is_fake(user_id) {
             return Ok(false);
         }
-        self.inner.has_directory_role(user_id, role_template_id).await
+        self.inner
+            .has_directory_role(user_id, role_template_id)
+            .await
     }
 
     async fn add_sponsor(
@@ -346,11 +351,8 @@ struct RecordingMailer {
 #[async_trait]
 impl Mailer for RecordingMailer {
     async fn send(&self, mail: &Mail) -> Result<String, MailerError> {
-        self.recorder.record(
-            "MAIL",
-            mask(&mail.to),
-            json!({ "subject": mail.subject }),
-        );
+        self.recorder
+            .record("MAIL", mask(&mail.to), json!({ "subject": mail.subject }));
         Ok(format!("dry-run-{}", uuid::Uuid::new_v4()))
     }
 }

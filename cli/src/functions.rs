@@ -5,8 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use b2b::lambda::InvocationError;
 use b2b::lambda::event_function::EventFunction;
+use b2b::lambda::resend_stale::{self, Overrides, ResendStale};
 use b2b::lambda::serve::Handler;
+use b2b::lambda::trigger::Trigger;
 use b2b::ports::ledger::Ledger;
 use serde_json::Value;
 use tokio::time::Instant;
@@ -76,10 +79,9 @@ pub async fn build(ctx: &Context, function: Function) -> anyhow::Result<Built> {
                 Function::PartnerSigned => (&[b2b::domain::partner::EVENT_TYPE], true),
                 _ => (&[b2b::domain::hr::EVENT_TYPE], false),
             };
-            let mut handler =
-                EventFunction::from_env(function.name(), accepts, webhooks, &ctx.env)
-                    .await
-                    .with_context(|| start(function))?;
+            let mut handler = EventFunction::from_env(function.name(), accepts, webhooks, &ctx.env)
+                .await
+                .with_context(|| start(function))?;
             if let Some(recorder) = &ctx.recorder {
                 recorder.apply(&mut handler.runtime)?;
             }
@@ -90,9 +92,49 @@ pub async fn build(ctx: &Context, function: Function) -> anyhow::Result<Built> {
                 ledger,
             })
         }
-        Function::GuestInviterRequest | Function::ResendStale => anyhow::bail!(
-            "{} is not in this build of b2b-invites",
-            function.name()
-        ),
+        Function::ResendStale => {
+            let mut inner = ResendStale::from_env(&ctx.env)
+                .await
+                .with_context(|| start(function))?;
+            if let Some(recorder) = &ctx.recorder {
+                recorder.apply(&mut inner.runtime)?;
+            }
+            let ledger = Arc::clone(&inner.runtime.ledger);
+            Ok(Built {
+                function,
+                handler: Box::new(LocalSweep(inner)),
+                ledger,
+            })
+        }
+        Function::GuestInviterRequest => {
+            anyhow::bail!("{} is not in this build of b2b-invites", function.name())
+        }
+    }
+}
+
+/// resend-stale's handler as the Lambda runs it (trigger, overrides, sweep), except that
+/// the summary is answered even when the sweep stopped early (the command reports it and
+/// exits 75), and no CloudWatch metrics record is written to standard output, which here
+/// carries the command's JSON.
+struct LocalSweep(ResendStale);
+
+#[async_trait::async_trait]
+impl Handler for LocalSweep {
+    async fn handle(&self, payload: Value, deadline: Instant) -> Result<Value, InvocationError> {
+        let overrides = match Trigger::recognise(payload)? {
+            Trigger::Schedule(_) => Overrides::default(),
+            Trigger::Direct(payload) => Overrides::parse(&payload)?,
+            other => {
+                return Err(other.unsupported(
+                    resend_stale::FUNCTION,
+                    "an EventBridge schedule, or a direct invocation with \
+                     {\"dryRun\":bool,\"scope\":\"managed\"|\"all\"}",
+                ));
+            }
+        };
+        let config = overrides.apply(&self.0.config);
+        let summary = self.0.sweep(&config, deadline).await;
+        serde_json::to_value(&summary)
+            .map_err(|e| InvocationError::Failed(format!("cannot encode the summary: {e}")))
     }
 }

@@ -77,8 +77,9 @@ impl GraphReader {
                 .await;
             let retry_in = match response {
                 Ok(r) if r.status().is_success() => return Ok(r.json().await?),
-                Ok(r) if (r.status().as_u16() == 429 || r.status().is_server_error())
-                    && attempt < 4 =>
+                Ok(r)
+                    if (r.status().as_u16() == 429 || r.status().is_server_error())
+                        && attempt < 4 =>
                 {
                     r.headers()
                         .get("retry-after")
@@ -129,7 +130,10 @@ impl GraphReader {
                 .await?;
             for m in members {
                 if let Some(uid) = m.get("id").and_then(Value::as_str) {
-                    by_user.entry(uid.to_string()).or_default().push(name.clone());
+                    by_user
+                        .entry(uid.to_string())
+                        .or_default()
+                        .push(name.clone());
                 }
             }
         }

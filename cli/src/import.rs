@@ -94,22 +94,37 @@ enum Column {
 /// Which column a heading names: by its `[property]` or its text, case-insensitively.
 fn column_of(heading: &str) -> Option<Column> {
     let h = heading.trim().to_lowercase();
-    let property = h
-        .find('[')
-        .and_then(|a| h[a + 1..].find(']').map(|b| h[a + 1..a + 1 + b].trim().to_string()));
+    let property = h.find('[').and_then(|a| {
+        h[a + 1..]
+            .find(']')
+            .map(|b| h[a + 1..a + 1 + b].trim().to_string())
+    });
     let text = h.split('[').next().unwrap_or_default().trim().to_string();
     let names: [(Column, &[&str]); 7] = [
-        (Column::Email, &["inviteeemail", "email address to invite", "email"]),
-        (Column::Redirect, &["inviteredirecturl", "redirection url", "redirect url"]),
+        (
+            Column::Email,
+            &["inviteeemail", "email address to invite", "email"],
+        ),
+        (
+            Column::Redirect,
+            &["inviteredirecturl", "redirection url", "redirect url"],
+        ),
         (
             Column::Send,
-            &["sendemail", "send invitation message (true or false)", "send invitation message"],
+            &[
+                "sendemail",
+                "send invitation message (true or false)",
+                "send invitation message",
+            ],
         ),
         (
             Column::Message,
             &["customizedmessagebody", "customized invitation message"],
         ),
-        (Column::DisplayName, &["displayname", "display name", "inviteduserdisplayname"]),
+        (
+            Column::DisplayName,
+            &["displayname", "display name", "inviteduserdisplayname"],
+        ),
         (Column::Groups, &["groups"]),
         (Column::Partner, &["partner", "partnerid", "partner id"]),
     ];
@@ -293,7 +308,10 @@ fn parse_row<'a>(line: u64, field: &dyn Fn(Column) -> Option<&'a str>) -> Result
         return Err("Customized invitation message: longer than 2000 characters".into());
     }
     let display_name = field(Column::DisplayName).map(String::from);
-    if display_name.as_ref().is_some_and(|d| d.chars().count() > 256) {
+    if display_name
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 256)
+    {
         return Err("Display name: longer than 256 characters".into());
     }
     let mut groups = Vec::new();
@@ -329,7 +347,9 @@ enum RowOutcome {
         problems: Option<String>,
     },
     /// Done by an earlier run.
-    Skipped { user_id: Option<String> },
+    Skipped {
+        user_id: Option<String>,
+    },
     Failed(String),
     /// Not done for a transient reason: the next run retries it.
     Retry(String),
@@ -419,7 +439,11 @@ impl Importer<'_> {
             }
             Ok(Err(refusal)) => {
                 rt.ledger
-                    .complete_event(&record(EventStatus::Rejected, Some(refusal.clone()), vec![]))
+                    .complete_event(&record(
+                        EventStatus::Rejected,
+                        Some(refusal.clone()),
+                        vec![],
+                    ))
                     .await?;
                 Ok(RowOutcome::Failed(refusal))
             }
@@ -507,7 +531,9 @@ impl Importer<'_> {
         .await?;
         match outcomes.pop() {
             Some(outcome) => Ok(Ok(outcome)),
-            None => Err(Abort::transient("onboarding answered no outcome for the row")),
+            None => Err(Abort::transient(
+                "onboarding answered no outcome for the row",
+            )),
         }
     }
 }
@@ -556,10 +582,8 @@ pub async fn run(global: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> 
         delivery: args.delivery,
         stopped: AtomicBool::new(false),
     };
-    let bar = ProgressBar::with_draw_target(
-        Some(parsed.rows.len() as u64),
-        ProgressDrawTarget::stderr(),
-    );
+    let bar =
+        ProgressBar::with_draw_target(Some(parsed.rows.len() as u64), ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template(
             "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} rows  {per_sec}  ETA {eta}  {msg}",
@@ -580,12 +604,31 @@ pub async fn run(global: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> 
     bar.finish_and_clear();
     outcomes.sort_by_key(|(row, _)| row.line);
 
-    let results = args.results.clone().unwrap_or_else(|| results_path(&args.file));
+    let results = args
+        .results
+        .clone()
+        .unwrap_or_else(|| results_path(&args.file));
     write_results(&results, &outcomes, &parsed.errors)?;
 
     let count = |f: &dyn Fn(&RowOutcome) -> bool| outcomes.iter().filter(|(_, o)| f(o)).count();
-    let invited = count(&|o| matches!(o, RowOutcome::Done { result: InviteeResult::Invited, .. }));
-    let existed = count(&|o| matches!(o, RowOutcome::Done { result: InviteeResult::Existed, .. }));
+    let invited = count(&|o| {
+        matches!(
+            o,
+            RowOutcome::Done {
+                result: InviteeResult::Invited,
+                ..
+            }
+        )
+    });
+    let existed = count(&|o| {
+        matches!(
+            o,
+            RowOutcome::Done {
+                result: InviteeResult::Existed,
+                ..
+            }
+        )
+    });
     let skipped = count(&|o| matches!(o, RowOutcome::Skipped { .. }));
     let retry = count(&|o| matches!(o, RowOutcome::Retry(_)));
     let mut errors: Vec<RowError> = parsed.errors.clone();
@@ -696,8 +739,8 @@ fn write_results(
         ));
     }
     lines.sort_by_key(|(line, _)| *line);
-    let mut w = csv::Writer::from_path(path)
-        .with_context(|| format!("writing {}", path.display()))?;
+    let mut w =
+        csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
     w.write_record([
         "Line",
         "Email address to invite",
@@ -762,8 +805,8 @@ mod tests {
 
     #[test]
     fn plain_headers_and_no_version_line() {
-        let parsed = parse_csv(b"email,display name,partner\nkim@litware.com,Kim Wu,litware\n")
-            .unwrap();
+        let parsed =
+            parse_csv(b"email,display name,partner\nkim@litware.com,Kim Wu,litware\n").unwrap();
         assert_eq!(parsed.rows.len(), 1);
         assert_eq!(parsed.rows[0].display_name.as_deref(), Some("Kim Wu"));
         assert_eq!(parsed.rows[0].partner.as_deref(), Some("litware"));
@@ -774,10 +817,9 @@ mod tests {
     fn row_keys_follow_content_not_position() {
         let a = parse_csv(b"email,groups\nkim@litware.com,11111111-1111-1111-1111-111111111111\n")
             .unwrap();
-        let b = parse_csv(
-            b"email,groups\n\nKIM@litware.com,11111111-1111-1111-1111-111111111111\n",
-        )
-        .unwrap();
+        let b =
+            parse_csv(b"email,groups\n\nKIM@litware.com,11111111-1111-1111-1111-111111111111\n")
+                .unwrap();
         let c = parse_csv(b"email,groups\nkim@litware.com,\n").unwrap();
         assert_eq!(a.rows[0].key(), b.rows[0].key());
         assert_ne!(a.rows[0].key(), c.rows[0].key());

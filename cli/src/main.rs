@@ -75,7 +75,9 @@ enum Command {
 impl Global {
     /// The state folder of every command but the demo.
     fn state_dir(&self) -> PathBuf {
-        self.state.clone().unwrap_or_else(|| PathBuf::from(".state"))
+        self.state
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(".state"))
     }
 }
 
@@ -98,10 +100,7 @@ fn init_logs(verbose: bool, quiet: bool) {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo narrates what the functions' warnings would say.
-    init_logs(
-        cli.global.verbose,
-        matches!(cli.command, Command::Demo(_)),
-    );
+    init_logs(cli.global.verbose, matches!(cli.command, Command::Demo(_)));
     let result = match cli.command {
         Command::DevTenant(args) => dev_tenant::run(&cli.global, args).await,
         Command::Demo(args) => demo::run(&cli.global, args).await,

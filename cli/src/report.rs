@@ -122,7 +122,11 @@ fn state_of(user: Option<&DirectoryUser>) -> State {
 /// Groups are filled in by [`collect_with`].
 pub async fn collect(runtime: &Runtime) -> anyhow::Result<Vec<GuestRow>> {
     let directory = runtime.directory(Instant::now() + Duration::from_secs(15 * 60));
-    let records = runtime.ledger.guests().await.context("reading the ledger")?;
+    let records = runtime
+        .ledger
+        .guests()
+        .await
+        .context("reading the ledger")?;
     let mut pending: HashMap<String, DirectoryUser> = HashMap::new();
     let mut pages = directory.pending_guests(None);
     while let Some(page) = pages.try_next().await.context("listing pending guests")? {

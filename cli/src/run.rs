@@ -57,7 +57,10 @@ pub enum Via {
 #[derive(Debug)]
 pub enum Input {
     /// A CloudEvents or EventBridge envelope, not yet wrapped.
-    Event { body: String, event_type: String },
+    Event {
+        body: String,
+        event_type: String,
+    },
     Sqs(Value),
     Http(Value),
     Schedule(Value),
@@ -260,12 +263,14 @@ pub async fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// Whether the function's answer asks for the work to be sent again.
 pub fn needs_retry(response: &Value) -> bool {
+    let sweep_stopped = response.get("error").is_some_and(|e| !e.is_null())
+        && response.get("complete") == Some(&Value::Bool(false));
     let failed_items = response
         .get("batchItemFailures")
         .and_then(Value::as_array)
         .is_some_and(|f| !f.is_empty());
     let status = response.get("statusCode").and_then(Value::as_u64);
-    failed_items || matches!(status, Some(429 | 503))
+    sweep_stopped || failed_items || matches!(status, Some(429 | 503))
 }
 
 #[cfg(test)]
@@ -274,7 +279,8 @@ mod tests {
 
     #[test]
     fn recognises_inputs() {
-        let ce = json!({"specversion":"1.0","id":"1","source":"s","type":"hr.record.added","data":{}});
+        let ce =
+            json!({"specversion":"1.0","id":"1","source":"s","type":"hr.record.added","data":{}});
         let input = Input::recognise(ce).unwrap();
         assert_eq!(input.function(), Some(Function::HrRecordAdded));
         let eb = json!({"id":"1","source":"s","detail-type":"partner.signed","detail":{}});

@@ -50,5 +50,9 @@ pub async fn run(global: &Global, args: SweepArgs) -> anyhow::Result<ExitCode> {
     }
     let summary = summary?;
     println!("{}", serde_json::to_string_pretty(&summary)?);
-    Ok(ExitCode::SUCCESS)
+    Ok(if crate::run::needs_retry(&summary) {
+        ExitCode::from(crate::run::RETRY_LATER)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
