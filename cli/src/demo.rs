@@ -10,7 +10,7 @@ use b2b::app::runtime::Runtime;
 use b2b::domain::email::mask;
 use b2b::ports::directory::GUEST_INVITER_ROLE;
 use b2b::ports::ledger::{EventKey, EventRecord, EventStatus, InviteeResult};
-use b2b_dev_tenant::{Control, DevTenant, DevTenantOptions, Seed};
+use b2b_dev_tenant::{Control, DevTenant, DevTenantOptions, MintToken, Seed};
 use clap::Args;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -225,6 +225,7 @@ impl Demo {
         };
         let (payload, trigger) = payload_for(&self.ctx, input, function, via, false)?;
         let writes_before = self.graph_writes();
+        let started = OffsetDateTime::now_utc();
         let (answer, records) = self.call(function, payload, &[key]).await?;
         let writes = self.graph_writes() - writes_before;
         println!(
@@ -246,9 +247,77 @@ impl Demo {
             );
         }
         for r in &records {
-            self.narrate(r);
+            if r.recorded_at < started {
+                println!(
+                    "   already processed at {}: nothing done again",
+                    r.recorded_at.format(&Rfc3339)?
+                );
+            } else {
+                self.narrate(r);
+            }
         }
         Ok(records)
+    }
+
+    /// A partner's inviter calls guest-inviter-request's function URL with their own token.
+    async fn request_as(&self, email: &str, event: Value) -> anyhow::Result<()> {
+        let control = self.control();
+        let user = control
+            .users()
+            .into_iter()
+            .find(|u| {
+                u.mail
+                    .as_deref()
+                    .is_some_and(|m| m.eq_ignore_ascii_case(email))
+            })
+            .with_context(|| format!("{} is not in the tenant", mask(email)))?;
+        let audience = self
+            .ctx
+            .env
+            .get("API_AUDIENCE")
+            .cloned()
+            .unwrap_or_else(|| crate::context::LOCAL_API_AUDIENCE.into());
+        let token = control.mint_token(MintToken::new(user.id.clone(), audience))?;
+        let key = EventKey {
+            source: event["source"].as_str().unwrap_or_default().into(),
+            id: event["id"].as_str().unwrap_or_default().into(),
+        };
+        let mut event = event;
+        event["data"]["requestedBy"] = json!(user.id);
+        let payload = aws::function_url_request(
+            &event.to_string(),
+            &[("authorization", format!("Bearer {token}"))],
+        );
+        let writes_before = self.graph_writes();
+        let (answer, records) = self
+            .call(Function::GuestInviterRequest, payload, &[key])
+            .await?;
+        let writes = self.graph_writes() - writes_before;
+        println!(
+            "   -> guest-inviter-request (function URL request, bearer token of {}): {writes} Graph writes",
+            self.address(email)
+        );
+        let status = answer
+            .get("statusCode")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        println!("   answer: HTTP {status}");
+        if status >= 400 {
+            let body: Value = answer
+                .get("body")
+                .and_then(Value::as_str)
+                .and_then(|b| serde_json::from_str(b).ok())
+                .unwrap_or_default();
+            if let Some(detail) = body.get("detail").and_then(Value::as_str) {
+                println!("   {}", self.scrub(detail));
+            }
+        }
+        for r in &records {
+            if r.status != EventStatus::Rejected || status < 400 {
+                self.narrate(r);
+            }
+        }
+        Ok(())
     }
 
     fn narrate_sweep(&self, summary: &Value) {
@@ -462,8 +531,55 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
 
+    demo.heading(
+        "Litware's inviter invites two colleagues (guest.invite.requested, with their Entra token)",
+    );
+    demo.request_as(
+        "sam.lee@litware.com",
+        cloud_event(
+            "guest.invite.requested",
+            "https://partners.contoso.com/portal",
+            "request-0001",
+            json!({
+                "invitees": [
+                    { "email": "ann.ho@litware.com", "displayName": "Ann Ho" },
+                    { "email": "raj.rao@litware.com", "displayName": "Raj Rao" }
+                ],
+                "delivery": "own",
+                "message": "Ann and Raj join the Falcon project team."
+            }),
+        ),
+    )
+    .await?;
+
+    demo.heading("Requests beyond the partner are refused whole: an outsider's address, a contact who is no inviter");
+    demo.request_as(
+        "sam.lee@litware.com",
+        cloud_event(
+            "guest.invite.requested",
+            "https://partners.contoso.com/portal",
+            "request-0003",
+            json!({ "invitees": [{ "email": "tom@northwind.example", "displayName": "Tom Berg" }] }),
+        ),
+    )
+    .await?;
+    demo.request_as(
+        "kim.wu@litware.com",
+        cloud_event(
+            "guest.invite.requested",
+            "https://partners.contoso.com/portal",
+            "request-0002",
+            json!({ "invitees": [{ "email": "lou@litware.com" }] }),
+        ),
+    )
+    .await?;
+
     demo.heading("Some guests redeem their invitations");
-    for email in ["sam.lee@litware.com", "jo.park@contractor.example"] {
+    for email in [
+        "sam.lee@litware.com",
+        "jo.park@contractor.example",
+        "ann.ho@litware.com",
+    ] {
         control
             .redeem(email)
             .with_context(|| format!("redeeming {}", mask(email)))?;

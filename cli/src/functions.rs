@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use b2b::lambda::InvocationError;
 use b2b::lambda::event_function::EventFunction;
+use b2b::lambda::guest_inviter_request::GuestInviterRequest;
 use b2b::lambda::resend_stale::{self, Overrides, ResendStale};
 use b2b::lambda::serve::Handler;
 use b2b::lambda::trigger::Trigger;
@@ -107,7 +108,18 @@ pub async fn build(ctx: &Context, function: Function) -> anyhow::Result<Built> {
             })
         }
         Function::GuestInviterRequest => {
-            anyhow::bail!("{} is not in this build of b2b-invites", function.name())
+            let mut handler = GuestInviterRequest::from_env(&ctx.env)
+                .await
+                .with_context(|| start(function))?;
+            if let Some(recorder) = &ctx.recorder {
+                recorder.apply(&mut handler.runtime)?;
+            }
+            let ledger = Arc::clone(&handler.runtime.ledger);
+            Ok(Built {
+                function,
+                handler: Box::new(handler),
+                ledger,
+            })
         }
     }
 }
