@@ -14,7 +14,7 @@ use crate::ports::directory::Directory;
 use crate::ports::ledger::{Claim, EventKey, EventRecord, EventStatus};
 
 /// How long a claim keeps other processes off an event: longer than any invocation (15 min).
-const CLAIM_LEASE: Duration = Duration::from_secs(16 * 60);
+pub(crate) const CLAIM_LEASE: Duration = Duration::from_secs(16 * 60);
 
 /// Why an event was refused: never retried.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,22 +74,8 @@ impl EventWork<'_> {
             }
         };
         let key = envelope.key.clone();
-        match self
-            .runtime
-            .ledger
-            .claim_event(&key, CLAIM_LEASE, now)
-            .await?
-        {
-            Claim::Completed(record) => {
-                tracing::info!(event = %key, "event already processed: nothing done again");
-                return Ok(Processed::Duplicate(*record));
-            }
-            Claim::InProgress { until } => {
-                return Err(Abort::transient(format!(
-                    "event {key} is being processed by another invocation (claimed until {until})"
-                )));
-            }
-            Claim::Acquired => {}
+        if let Some(record) = claim(self.runtime.ledger.as_ref(), &key, now).await? {
+            return Ok(Processed::Duplicate(record));
         }
         let event_type = envelope.event_type.clone();
         let result = match parse_event(&envelope) {
@@ -120,10 +106,7 @@ impl EventWork<'_> {
             }
             Ok(Err(rejection)) => self.reject_claimed(key, &event_type, rejection, now).await,
             Err(abort) => {
-                // Give the claim back so the redelivery can do the rest at once.
-                if let Err(e) = self.runtime.ledger.release_event(&key).await {
-                    tracing::warn!(event = %key, error = %e, "could not release the claim; it expires with its lease");
-                }
+                release(self.runtime.ledger.as_ref(), &key).await;
                 Err(abort)
             }
         }
@@ -243,6 +226,33 @@ impl EventWork<'_> {
         self.runtime.ledger.complete_event(&record).await?;
         tracing::warn!(event = %record.key, event_type, reason = %rejection, "event rejected");
         Ok(Processed::Rejected(record, rejection))
+    }
+}
+
+/// Claims `key` for this invocation: `Ok(None)` when it is ours to process, `Ok(Some(record))`
+/// when it was processed before (nothing is to be done again). Held elsewhere: a transient
+/// abort, so the redelivery finds it finished or free.
+pub(crate) async fn claim(
+    ledger: &dyn crate::ports::ledger::Ledger,
+    key: &EventKey,
+    now: OffsetDateTime,
+) -> Result<Option<EventRecord>, Abort> {
+    match ledger.claim_event(key, CLAIM_LEASE, now).await? {
+        Claim::Completed(record) => {
+            tracing::info!(event = %key, "event already processed: nothing done again");
+            Ok(Some(*record))
+        }
+        Claim::InProgress { until } => Err(Abort::transient(format!(
+            "event {key} is being processed by another invocation (claimed until {until})"
+        ))),
+        Claim::Acquired => Ok(None),
+    }
+}
+
+/// Gives a claim back after a transient failure, so the redelivery can do the rest at once.
+pub(crate) async fn release(ledger: &dyn crate::ports::ledger::Ledger, key: &EventKey) {
+    if let Err(e) = ledger.release_event(key).await {
+        tracing::warn!(event = %key, error = %e, "could not release the claim; it expires with its lease");
     }
 }
 

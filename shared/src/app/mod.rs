@@ -5,6 +5,7 @@ pub mod events;
 pub mod mail;
 pub mod onboard;
 pub mod runtime;
+pub mod self_service;
 pub mod sweep;
 
 use std::time::Duration;

@@ -178,6 +178,21 @@ async fn resolve_webhook_secrets(
     runtime: &Runtime,
     env: &dyn Env,
 ) -> Result<Option<Vec<String>>, StartupError> {
+    match configured_webhook_secrets(runtime, env).await? {
+        Some(secrets) => Ok(Some(secrets)),
+        None => Err(StartupError::Config(crate::config::ConfigError::new(
+            "WEBHOOK_SECRETS",
+            "required (or WEBHOOK_SECRETS_ARN): this function takes signed webhooks",
+        ))),
+    }
+}
+
+/// The webhook secrets from `WEBHOOK_SECRETS`, or fetched from `WEBHOOK_SECRETS_ARN`;
+/// `None` when neither is set.
+pub(crate) async fn configured_webhook_secrets(
+    runtime: &Runtime,
+    env: &dyn Env,
+) -> Result<Option<Vec<String>>, StartupError> {
     match WebhookSecrets::from_env(env)? {
         Some(WebhookSecrets::Values(v)) => Ok(Some(v)),
         Some(WebhookSecrets::Arn(arn)) => {
@@ -198,9 +213,6 @@ async fn resolve_webhook_secrets(
             }
             Ok(Some(secrets))
         }
-        None => Err(StartupError::Config(crate::config::ConfigError::new(
-            "WEBHOOK_SECRETS",
-            "required (or WEBHOOK_SECRETS_ARN): this function takes signed webhooks",
-        ))),
+        None => Ok(None),
     }
 }

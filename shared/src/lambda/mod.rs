@@ -2,6 +2,7 @@
 //! the local CLI runs exactly the code the Lambda binaries run.
 
 pub mod event_function;
+pub mod guest_inviter_request;
 pub mod http;
 pub mod metrics;
 pub mod resend_stale;

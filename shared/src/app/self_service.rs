@@ -1,0 +1,847 @@
+//! Partner self-service invitations (SPEC section 2, `guest.invite.requested`): an
+//! authenticated requester asks for guests; the request is authorised whole against the
+//! partners in the ledger, then done inline or split into parts on the function's own queue.
+//!
+//! Exactly once: the request is claimed in the ledger by its `(source, id)`, and each queued
+//! part by its own key, so a redelivered request or part has one effect.
+//!
+//! Inline or queued: a request is done inline when at most [`INLINE_MAX_INVITEES`] invitees
+//! and its estimated Graph writes fit [`INLINE_BUDGET`] at the function's write rate
+//! (`GRAPH_MAX_WRITES_PER_SECOND`): an API Gateway HTTP API gives up after 30 s, so the
+//! answer must come well before. With 2 writes per second (the deployed rate) and four
+//! writes per invitee (invitation, properties, sponsor, one group) that is ten invitees.
+//! Anything larger goes onto the queue in parts of [`PART_SIZE`], each of which fits a
+//! queue invocation comfortably. Without a queue (local use) everything is done inline
+//! within the invocation's deadline.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::time::Instant;
+
+use super::Abort;
+use super::circuit::CircuitGate;
+use super::events::{Rejection, claim, release};
+use super::onboard::Onboarding;
+use super::runtime::Runtime;
+use crate::domain::access::Access;
+use crate::domain::email::{Email, mask};
+use crate::domain::event::{
+    Envelope, Event, EventError, EventErrorKind, parse_envelope, parse_event,
+};
+use crate::domain::plan::{Plan, PlanSettings, plan_request};
+use crate::domain::policy::{Refusal, Requester, authorise_request};
+use crate::domain::request::{self, InviteRequest};
+use crate::ports::directory::{Directory, DirectoryUser, GUEST_INVITER_ROLE};
+use crate::ports::ledger::{
+    EventKey, EventRecord, EventStatus, InviteeOutcome, InviteeResult, PartnerRecord,
+};
+
+/// The `source` of the parts this function queues for itself.
+pub const PART_SOURCE: &str = "guest-inviter-request";
+/// The `type` of a queued part.
+pub const PART_TYPE: &str = "guest.invite.requested.part";
+/// Invitees per queued part.
+pub const PART_SIZE: usize = 20;
+/// The most invitees done inline, whatever the write rate.
+pub const INLINE_MAX_INVITEES: usize = 25;
+/// Time the Graph writes of an inline request may take.
+pub const INLINE_BUDGET: Duration = Duration::from_secs(20);
+/// The whole of an inline request (reads, writes, ledger) must be done by then.
+pub const INLINE_DEADLINE: Duration = Duration::from_secs(27);
+
+/// Who is asking, as the handler authenticated them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// A valid Entra ID bearer token: the requester is its `oid`.
+    Token { oid: String },
+    /// A valid webhook signature of a trusted internal system, which vouches for
+    /// `requestedBy`.
+    System,
+}
+
+/// One part of a large request, ready for the queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedPart {
+    /// The part's event id: `<request id>/part-<n>`.
+    pub id: String,
+    /// Its CloudEvents body.
+    pub body: String,
+}
+
+/// The function's own queue, where the parts of large requests wait.
+#[async_trait]
+pub trait PartQueue: Send + Sync {
+    /// Queues every part, or fails transiently (parts already sent are harmless: each is
+    /// processed once, by its key).
+    async fn send(&self, parts: &[QueuedPart]) -> Result<(), Abort>;
+}
+
+/// What became of a request.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// Done inline; the record holds a result per invitee.
+    Done(EventRecord),
+    /// Queued in `parts` parts; their results land in the ledger under
+    /// `(PART_SOURCE, "<request_id>/part-<n>")`.
+    Accepted {
+        record: EventRecord,
+        request_id: String,
+        parts: usize,
+    },
+    /// The same request came before: its recorded answer, nothing done again.
+    Duplicate(EventRecord),
+    /// Refused as a whole and recorded; nothing was done.
+    Refused(EventRecord, Rejection),
+    /// The request's id was used before by another requester, or for a request that was
+    /// refused: nothing done, nothing recorded.
+    Conflict(String),
+}
+
+/// The id under which a queued request's parts are kept: derived from the request's
+/// `(source, id)`, so that a resent request finds the same parts, and bounded in length,
+/// so that the part ids fit every ledger key.
+pub fn request_id(key: &EventKey) -> String {
+    let digest = Sha256::digest(format!("{}\n{}", key.source, key.id).as_bytes());
+    format!("req-{}", &hex::encode(digest)[..32])
+}
+
+/// The self-service use case for one invocation.
+pub struct SelfService<'a> {
+    pub runtime: &'a Runtime,
+    pub gate: &'a CircuitGate,
+    /// `None`: everything is done inline.
+    pub queue: Option<&'a dyn PartQueue>,
+    /// `GRAPH_MAX_WRITES_PER_SECOND`: how many writes fit the inline budget.
+    pub writes_per_second: u32,
+}
+
+/// The planned request and who it is for.
+struct Authorised {
+    plan: Plan,
+    partner: PartnerRecord,
+    requester: Requester,
+    requester_name: Option<String>,
+    access: Access,
+}
+
+impl SelfService<'_> {
+    /// Handles an authenticated request body. `fallback` keys the record of a body too
+    /// broken to name its own `(source, id)`. Work stops at `deadline` (inline requests
+    /// sooner, see [`INLINE_DEADLINE`]).
+    pub async fn submit(
+        &self,
+        caller: &Caller,
+        body: &[u8],
+        fallback: EventKey,
+        deadline: Instant,
+    ) -> Result<Answer, Abort> {
+        let now = self.runtime.settings.clock.now();
+        let ledger = self.runtime.ledger.as_ref();
+        let token_actor = match caller {
+            Caller::Token { oid } => Some(oid.clone()),
+            Caller::System => None,
+        };
+        let envelope = match parse_envelope(body) {
+            Ok(e) => e,
+            Err(e) => {
+                if let Some(record) = claim(ledger, &fallback, now).await? {
+                    return Ok(Answer::Duplicate(record));
+                }
+                let record = rejected(
+                    fallback,
+                    "unknown",
+                    token_actor,
+                    &Rejection::Invalid(e.clone()),
+                    Vec::new(),
+                    now,
+                );
+                return self.finish_refusal(record, Rejection::Invalid(e)).await;
+            }
+        };
+        let key = envelope.key.clone();
+        if let Some(record) = claim(ledger, &key, now).await? {
+            return Ok(seen_before(record, caller));
+        }
+        let deadline = if self.queue.is_some() {
+            deadline.min(Instant::now() + INLINE_DEADLINE)
+        } else {
+            deadline
+        };
+        let directory = self.runtime.directory(deadline);
+        match self
+            .claimed(caller, &envelope, directory.as_ref(), now)
+            .await
+        {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err((record, rejection))) => self.finish_refusal(record, rejection).await,
+            Err(abort) => {
+                release(ledger, &key).await;
+                Err(abort)
+            }
+        }
+    }
+
+    async fn finish_refusal(
+        &self,
+        record: EventRecord,
+        rejection: Rejection,
+    ) -> Result<Answer, Abort> {
+        self.runtime.ledger.complete_event(&record).await?;
+        tracing::warn!(
+            event = %record.key,
+            actor = record.actor.as_deref().unwrap_or("unknown"),
+            reason = %masked(&rejection),
+            "self-service request refused"
+        );
+        Ok(Answer::Refused(record, rejection))
+    }
+
+    /// The request, claimed: `Ok(Err(..))` is a refusal to record.
+    async fn claimed(
+        &self,
+        caller: &Caller,
+        envelope: &Envelope,
+        directory: &dyn Directory,
+        now: OffsetDateTime,
+    ) -> Result<Result<Answer, (EventRecord, Rejection)>, Abort> {
+        let key = envelope.key.clone();
+        let token_actor = match caller {
+            Caller::Token { oid } => Some(oid.clone()),
+            Caller::System => None,
+        };
+        let refuse = |actor: Option<String>, rejection: Rejection, outcomes| {
+            let record = rejected(
+                key.clone(),
+                request::EVENT_TYPE,
+                actor,
+                &rejection,
+                outcomes,
+                now,
+            );
+            Ok(Err((record, rejection)))
+        };
+        let req = match parse_event(envelope) {
+            Ok(Event::InviteRequested(req)) => req,
+            Ok(other) => {
+                let e = EventError::new(
+                    EventErrorKind::UnknownType,
+                    "type",
+                    format!(
+                        "'{}' is not handled by guest-inviter-request; it takes {}",
+                        other.event_type(),
+                        request::EVENT_TYPE
+                    ),
+                );
+                return refuse(token_actor, Rejection::Invalid(e), Vec::new());
+            }
+            Err(e) => return refuse(token_actor, Rejection::Invalid(e), Vec::new()),
+        };
+        let user = match self.requester(caller, &req, directory).await? {
+            Ok(user) => user,
+            Err(reason) => {
+                let outcomes = all_refused(&req, None);
+                return refuse(token_actor, Rejection::NotAllowed(reason), outcomes);
+            }
+        };
+        let actor = Some(user.id.clone());
+        let authorised = match self.authorise(&req, &user, directory).await? {
+            Ok(a) => a,
+            Err(refusal) => {
+                let outcomes = all_refused(&req, Some(&refusal));
+                return refuse(actor, Rejection::NotAllowed(refusal.to_string()), outcomes);
+            }
+        };
+        let answer =
+            if self.queue.is_none() || fits_inline(&authorised.plan, self.writes_per_second) {
+                self.inline(&key, &authorised, directory, now).await?
+            } else {
+                self.enqueue(&key, &req, &authorised, now).await?
+            };
+        Ok(Ok(answer))
+    }
+
+    /// The directory user the request is made by, or why nobody may be.
+    async fn requester(
+        &self,
+        caller: &Caller,
+        req: &InviteRequest,
+        directory: &dyn Directory,
+    ) -> Result<Result<DirectoryUser, String>, Abort> {
+        let user = match caller {
+            Caller::Token { oid } => match found(directory.get_user(oid).await)? {
+                Some(user) => user,
+                None => {
+                    return Ok(Err(format!(
+                        "the token's user {oid} is not in the directory"
+                    )));
+                }
+            },
+            Caller::System => match self.find_requester(&req.requested_by, directory).await? {
+                Some(user) => user,
+                None => {
+                    return Ok(Err(format!(
+                        "data.requestedBy: no user '{}' in the directory",
+                        req.requested_by
+                    )));
+                }
+            },
+        };
+        if let Caller::Token { oid } = caller {
+            let named = &req.requested_by;
+            let same = named.eq_ignore_ascii_case(oid)
+                || [&user.user_principal_name, &user.mail]
+                    .into_iter()
+                    .flatten()
+                    .any(|a| a.eq_ignore_ascii_case(named));
+            if !same {
+                return Ok(Err(
+                    "data.requestedBy: names someone other than the bearer token's user".into(),
+                ));
+            }
+        }
+        if user.account_enabled == Some(false) {
+            return Ok(Err(format!("the requester {} is disabled", user.id)));
+        }
+        Ok(Ok(user))
+    }
+
+    /// By object id or UPN; a guest, whose UPN is a made-up `#EXT#` name, by its mail.
+    async fn find_requester(
+        &self,
+        reference: &str,
+        directory: &dyn Directory,
+    ) -> Result<Option<DirectoryUser>, Abort> {
+        if let Some(user) = found(directory.get_user(reference).await)? {
+            return Ok(Some(user));
+        }
+        if !reference.contains('@') {
+            return Ok(None);
+        }
+        // Only a user whose own mail is the address: otherMails and proxy addresses may be
+        // set by others and must not make someone a requester.
+        Ok(
+            found(directory.find_user_by_email(reference).await)?.filter(|u| {
+                u.mail
+                    .as_deref()
+                    .is_some_and(|m| m.eq_ignore_ascii_case(reference))
+            }),
+        )
+    }
+
+    async fn authorise(
+        &self,
+        req: &InviteRequest,
+        user: &DirectoryUser,
+        directory: &dyn Directory,
+    ) -> Result<Result<Authorised, Refusal>, Abort> {
+        let rt = self.runtime;
+        let mut addresses: Vec<Email> = Vec::new();
+        for address in [&user.mail, &user.user_principal_name]
+            .into_iter()
+            .flatten()
+        {
+            if let Ok(email) = Email::parse(address)
+                && !addresses.iter().any(|a| a.key() == email.key())
+            {
+                addresses.push(email);
+            }
+        }
+        let requester = Requester {
+            user_id: user.id.clone(),
+            addresses,
+            guest_inviter: directory
+                .has_directory_role(&user.id, GUEST_INVITER_ROLE)
+                .await?,
+        };
+        let partners = rt.ledger.partners().await?;
+        let emails = req.emails();
+        let (partner, access) =
+            match authorise_request(&requester, &partners, &emails, req.access.as_ref()) {
+                Ok(a) => (a.partner.clone(), a.access),
+                Err(refusal) => return Ok(Err(refusal)),
+            };
+        let settings = PlanSettings {
+            default_delivery: rt.settings.mail.delivery,
+            redirect_url: rt.settings.redirect_url.clone(),
+            verified_domains: directory.verified_domains().await?,
+            policy: rt.settings.domains.clone(),
+        };
+        let plan = plan_request(req, &partner, &requester, &settings);
+        // All or nothing: a request with one invitee the policy refuses changes nothing.
+        if let Some((_, refusal)) = plan.refused.first() {
+            return Ok(Err(refusal.clone()));
+        }
+        Ok(Ok(Authorised {
+            plan,
+            partner,
+            requester,
+            requester_name: user.display_name.clone(),
+            access,
+        }))
+    }
+
+    async fn inline(
+        &self,
+        key: &EventKey,
+        a: &Authorised,
+        directory: &dyn Directory,
+        now: OffsetDateTime,
+    ) -> Result<Answer, Abort> {
+        let outcomes = self
+            .onboarding(directory, &a.partner, a.requester_name.clone(), now)
+            .run(&a.plan)
+            .await?;
+        let record = EventRecord {
+            key: key.clone(),
+            event_type: request::EVENT_TYPE.to_string(),
+            status: EventStatus::Completed,
+            reason: None,
+            actor: Some(a.requester.user_id.clone()),
+            outcomes,
+            recorded_at: now,
+        };
+        self.runtime.ledger.complete_event(&record).await?;
+        tracing::info!(event = %key, actor = %a.requester.user_id, partner = %a.partner.id,
+            invitees = record.outcomes.len(), "self-service request done inline");
+        Ok(Answer::Done(record))
+    }
+
+    async fn enqueue(
+        &self,
+        key: &EventKey,
+        req: &InviteRequest,
+        a: &Authorised,
+        now: OffsetDateTime,
+    ) -> Result<Answer, Abort> {
+        let queue = self
+            .queue
+            .ok_or_else(|| Abort::transient("no work queue configured (WORK_QUEUE_URL)"))?;
+        let rid = request_id(key);
+        let chunks: Vec<_> = req.invitees.chunks(PART_SIZE).collect();
+        let total = chunks.len();
+        let mut parts = Vec::with_capacity(total);
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let data = PartData {
+                request: key.to_string(),
+                request_id: rid.clone(),
+                part: i + 1,
+                parts: total,
+                partner_id: a.partner.id.clone(),
+                requested_by: a.requester.user_id.clone(),
+                requester: PartRequester {
+                    user_id: a.requester.user_id.clone(),
+                    addresses: a
+                        .requester
+                        .addresses
+                        .iter()
+                        .map(|e| e.to_string())
+                        .collect(),
+                    guest_inviter: a.requester.guest_inviter,
+                    display_name: a.requester_name.clone(),
+                },
+                invitees: chunk
+                    .iter()
+                    .map(|i| PartInvitee {
+                        email: i.email.to_string(),
+                        display_name: i.display_name.clone(),
+                    })
+                    .collect(),
+                access: (!a.access.is_empty()).then(|| a.access.clone()),
+                delivery: req.delivery,
+                message: req.message.clone(),
+            };
+            let id = format!("{rid}/part-{}", i + 1);
+            let body = json!({
+                "specversion": "1.0",
+                "id": id,
+                "source": PART_SOURCE,
+                "type": PART_TYPE,
+                "time": now.format(&Rfc3339).unwrap_or_default(),
+                "datacontenttype": "application/json",
+                "data": data,
+            })
+            .to_string();
+            parts.push(QueuedPart { id, body });
+        }
+        queue.send(&parts).await?;
+        let record = EventRecord {
+            key: key.clone(),
+            event_type: request::EVENT_TYPE.to_string(),
+            status: EventStatus::Accepted,
+            reason: Some(format!(
+                "queued as request {rid} in {total} parts of at most {PART_SIZE} invitees; \
+                 per-invitee results are recorded under {PART_SOURCE} {rid}/part-<n>"
+            )),
+            actor: Some(a.requester.user_id.clone()),
+            outcomes: Vec::new(),
+            recorded_at: now,
+        };
+        self.runtime.ledger.complete_event(&record).await?;
+        tracing::info!(event = %key, request_id = %rid, actor = %a.requester.user_id,
+            partner = %a.partner.id, invitees = req.invitees.len(), parts = total,
+            "self-service request queued");
+        Ok(Answer::Accepted {
+            record,
+            request_id: rid,
+            parts: total,
+        })
+    }
+
+    fn onboarding<'o>(
+        &'o self,
+        directory: &'o dyn Directory,
+        partner: &PartnerRecord,
+        inviter_name: Option<String>,
+        now: OffsetDateTime,
+    ) -> Onboarding<'o> {
+        let rt = self.runtime;
+        Onboarding {
+            directory,
+            ledger: rt.ledger.as_ref(),
+            mail: rt.mail.as_deref(),
+            gate: self.gate,
+            now,
+            probe_after: rt.settings.circuit_probe_after,
+            partner_name: Some(partner.name.clone()),
+            inviter_name,
+        }
+    }
+
+    /// Processes one queued part exactly once. `fallback` keys the record of a message that
+    /// is not one of our parts, so that it can never take the key of a real event.
+    pub async fn process_part(
+        &self,
+        body: &[u8],
+        fallback: EventKey,
+        deadline: Instant,
+    ) -> Result<PartProcessed, Abort> {
+        let now = self.runtime.settings.clock.now();
+        let ledger = self.runtime.ledger.as_ref();
+        let parsed = parse_envelope(body).and_then(|env| {
+            if env.key.source != PART_SOURCE || env.event_type != PART_TYPE {
+                return Err(EventError::new(
+                    EventErrorKind::UnknownType,
+                    "type",
+                    format!("the work queue takes only {PART_TYPE} parts from {PART_SOURCE}"),
+                ));
+            }
+            let data: PartData = serde_json::from_value(env.data.clone()).map_err(|e| {
+                EventError::new(
+                    EventErrorKind::Invalid,
+                    "data",
+                    format!("not a request part: {e}"),
+                )
+            })?;
+            let req = InviteRequest::from_data(&env.data)?;
+            Ok((env, data, req))
+        });
+        let (envelope, data, req) = match parsed {
+            Ok(p) => p,
+            Err(e) => {
+                if let Some(record) = claim(ledger, &fallback, now).await? {
+                    return Ok(PartProcessed::Duplicate(record));
+                }
+                let rejection = Rejection::Invalid(e);
+                let record = rejected(fallback, PART_TYPE, None, &rejection, Vec::new(), now);
+                ledger.complete_event(&record).await?;
+                tracing::error!(event = %record.key, reason = %rejection, "work queue message rejected");
+                return Ok(PartProcessed::Rejected(record));
+            }
+        };
+        let key = envelope.key.clone();
+        if let Some(record) = claim(ledger, &key, now).await? {
+            return Ok(PartProcessed::Duplicate(record));
+        }
+        let directory = self.runtime.directory(deadline);
+        match self.part(&key, &data, &req, directory.as_ref(), now).await {
+            Ok(record) => {
+                ledger.complete_event(&record).await?;
+                tracing::info!(event = %key, part = data.part, parts = data.parts,
+                    outcomes = record.outcomes.len(), "request part processed");
+                Ok(if record.status == EventStatus::Rejected {
+                    PartProcessed::Rejected(record)
+                } else {
+                    PartProcessed::Done(record)
+                })
+            }
+            Err(abort) => {
+                release(ledger, &key).await;
+                Err(abort)
+            }
+        }
+    }
+
+    async fn part(
+        &self,
+        key: &EventKey,
+        data: &PartData,
+        req: &InviteRequest,
+        directory: &dyn Directory,
+        now: OffsetDateTime,
+    ) -> Result<EventRecord, Abort> {
+        let rt = self.runtime;
+        let actor = Some(data.requester.user_id.clone());
+        let record = |status, reason, outcomes| EventRecord {
+            key: key.clone(),
+            event_type: PART_TYPE.to_string(),
+            status,
+            reason,
+            actor: actor.clone(),
+            outcomes,
+            recorded_at: now,
+        };
+        let Some(partner) = rt.ledger.partner(&data.partner_id).await? else {
+            let refusal = Refusal::new(
+                format!("partner {}", data.partner_id),
+                "is no longer registered",
+            );
+            return Ok(record(
+                EventStatus::Rejected,
+                Some(refusal.to_string()),
+                all_refused(req, Some(&refusal)),
+            ));
+        };
+        let requester = Requester {
+            user_id: data.requester.user_id.clone(),
+            addresses: data
+                .requester
+                .addresses
+                .iter()
+                .filter_map(|a| Email::parse(a).ok())
+                .collect(),
+            guest_inviter: data.requester.guest_inviter,
+        };
+        let settings = PlanSettings {
+            default_delivery: rt.settings.mail.delivery,
+            redirect_url: rt.settings.redirect_url.clone(),
+            verified_domains: directory.verified_domains().await?,
+            policy: rt.settings.domains.clone(),
+        };
+        // Planned again against the partner as registered now: a part never grants more
+        // than the partner may, even if the partner changed since the request was accepted.
+        let plan = plan_request(req, &partner, &requester, &settings);
+        let done = self
+            .onboarding(
+                directory,
+                &partner,
+                data.requester.display_name.clone(),
+                now,
+            )
+            .run(&plan)
+            .await?;
+        // In the order the request named them.
+        let mut outcomes = Vec::with_capacity(req.invitees.len());
+        for invitee in &req.invitees {
+            let key = invitee.email.key();
+            if let Some(o) = done.iter().find(|o| o.email == key) {
+                outcomes.push(o.clone());
+            } else if let Some((_, r)) = plan.refused.iter().find(|(e, _)| e.key() == key) {
+                outcomes.push(refused_outcome(&invitee.email, r.to_string()));
+            }
+        }
+        Ok(record(EventStatus::Completed, None, outcomes))
+    }
+}
+
+/// What became of a queued part.
+#[derive(Debug, Clone)]
+pub enum PartProcessed {
+    Done(EventRecord),
+    Duplicate(EventRecord),
+    Rejected(EventRecord),
+}
+
+/// The data of a queued part: a `guest.invite.requested` for its invitees (so the same
+/// validation reads it), plus the authorisation it was given.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PartData {
+    /// The request's `source#id`.
+    request: String,
+    request_id: String,
+    part: usize,
+    parts: usize,
+    partner_id: String,
+    /// The requester's object id.
+    requested_by: String,
+    requester: PartRequester,
+    invitees: Vec<PartInvitee>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    access: Option<Access>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    delivery: Option<crate::ports::directory::Delivery>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PartRequester {
+    user_id: String,
+    addresses: Vec<String>,
+    guest_inviter: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    display_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PartInvitee {
+    email: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    display_name: Option<String>,
+}
+
+/// Graph writes a plan needs: the invitation, properties, sponsors, grants, roles.
+pub fn estimated_writes(plan: &Plan) -> u64 {
+    plan.invitees
+        .iter()
+        .map(|p| {
+            1 + u64::from(!p.patch.is_empty())
+                + p.sponsors.len() as u64
+                + p.access.groups.len() as u64
+                + p.access.app_roles.len() as u64
+                + u64::from(p.guest_inviter)
+        })
+        .sum()
+}
+
+/// Whether the plan can be done before an HTTP caller gives up (module docs).
+pub fn fits_inline(plan: &Plan, writes_per_second: u32) -> bool {
+    plan.invitees.len() <= INLINE_MAX_INVITEES
+        && estimated_writes(plan) <= u64::from(writes_per_second) * INLINE_BUDGET.as_secs()
+}
+
+/// The answer to a request seen before, for this caller.
+fn seen_before(record: EventRecord, caller: &Caller) -> Answer {
+    if let Caller::Token { oid } = caller
+        && !record
+            .actor
+            .as_deref()
+            .is_some_and(|a| a.eq_ignore_ascii_case(oid))
+    {
+        return Answer::Conflict(format!(
+            "request {} was made before by another requester: send a new id",
+            record.key
+        ));
+    }
+    match record.status {
+        EventStatus::Rejected => Answer::Conflict(format!(
+            "request {} was refused before ({}): send a corrected request with a new id",
+            record.key,
+            record.reason.as_deref().unwrap_or("no reason recorded")
+        )),
+        _ => Answer::Duplicate(record),
+    }
+}
+
+fn rejected(
+    key: EventKey,
+    event_type: &str,
+    actor: Option<String>,
+    rejection: &Rejection,
+    outcomes: Vec<InviteeOutcome>,
+    now: OffsetDateTime,
+) -> EventRecord {
+    EventRecord {
+        key,
+        event_type: event_type.to_string(),
+        status: EventStatus::Rejected,
+        reason: Some(rejection.to_string()),
+        actor,
+        outcomes,
+        recorded_at: now,
+    }
+}
+
+/// Every invitee of a refused request, the offender with the refusal (audit).
+fn all_refused(req: &InviteRequest, refusal: Option<&Refusal>) -> Vec<InviteeOutcome> {
+    req.invitees
+        .iter()
+        .map(|i| {
+            let reason = match refusal {
+                Some(r) if r.subject.eq_ignore_ascii_case(i.email.as_str()) => r.reason.clone(),
+                Some(r) => format!("not invited: the request was refused ({r})"),
+                None => "not invited: the request was refused".into(),
+            };
+            refused_outcome(&i.email, reason)
+        })
+        .collect()
+}
+
+fn refused_outcome(email: &Email, reason: String) -> InviteeOutcome {
+    InviteeOutcome {
+        email: email.key(),
+        result: InviteeResult::Rejected,
+        user_id: None,
+        granted: Vec::new(),
+        reason: Some(reason),
+    }
+}
+
+/// A lookup Graph refused outright (a malformed id, say) finds nobody; anything retryable
+/// stays an abort.
+fn found(
+    lookup: Result<Option<DirectoryUser>, crate::ports::DirectoryError>,
+) -> Result<Option<DirectoryUser>, Abort> {
+    match lookup {
+        Ok(user) => Ok(user),
+        Err(crate::ports::DirectoryError::Permanent { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A rejection as it may be logged: addresses masked.
+fn masked(rejection: &Rejection) -> String {
+    rejection
+        .to_string()
+        .split(' ')
+        .map(|w| {
+            let trimmed = w.trim_end_matches([':', ',', ';', ')']);
+            if trimmed.contains('@') {
+                w.replace(trimmed, &mask(trimmed))
+            } else {
+                w.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_stable_and_short() {
+        let key = EventKey {
+            source: "urn:portal".into(),
+            id: "x".repeat(512),
+        };
+        let id = request_id(&key);
+        assert_eq!(id, request_id(&key.clone()));
+        assert_eq!(id.len(), 36);
+        assert_ne!(
+            id,
+            request_id(&EventKey {
+                source: "urn:portal2".into(),
+                id: key.id.clone()
+            })
+        );
+    }
+
+    #[test]
+    fn logged_rejections_mask_addresses() {
+        let r = Rejection::NotAllowed(
+            "ann@fabrikam.com: domain fabrikam.com is not one of partner litware's domains".into(),
+        );
+        let shown = masked(&r);
+        assert!(!shown.contains("ann@fabrikam.com"), "{shown}");
+        assert!(shown.contains("fabrikam.com is not one of"), "{shown}");
+    }
+}

@@ -1,0 +1,340 @@
+//! guest-inviter-request: partner self-service invitations. HTTP requests (function URL or
+//! HTTP API payload 2.0) authenticated by an Entra ID bearer token or a webhook signature,
+//! and SQS batches of the parts it queued itself (SPEC sections 1, 2, 4, 5).
+
+use async_trait::async_trait;
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::InvocationError;
+use super::event_function::{abort_problem, configured_webhook_secrets, rejection_problem};
+use super::http::{HttpRequest, Problem, json_response};
+use super::serve::Handler;
+use super::sqs::process_batch;
+use super::trigger::Trigger;
+use crate::adapters::entra_token::{EntraTokenValidator, TokenError};
+use crate::adapters::http::build_client;
+use crate::app::Abort;
+use crate::app::circuit::CircuitGate;
+use crate::app::runtime::{Runtime, StartupError};
+use crate::app::self_service::{Answer, Caller, PartQueue, QueuedPart, SelfService};
+use crate::config::{AzureConfig, ConfigError, Env};
+use crate::domain::signature;
+use crate::error::Classify;
+use crate::ports::ledger::{EventRecord, EventStatus};
+
+pub const FUNCTION: &str = "guest-inviter-request";
+
+/// SendMessageBatch takes at most ten entries.
+const SQS_BATCH: usize = 10;
+
+pub struct GuestInviterRequest {
+    pub runtime: Runtime,
+    /// Present when `API_AUDIENCE` is set.
+    tokens: Option<EntraTokenValidator>,
+    /// Present when `WEBHOOK_SECRETS` or `WEBHOOK_SECRETS_ARN` is set.
+    webhook_secrets: Option<Vec<String>>,
+    /// Present when `WORK_QUEUE_URL` is set; without it every request is done inline.
+    queue: Option<SqsPartQueue>,
+    writes_per_second: u32,
+}
+
+impl GuestInviterRequest {
+    pub async fn from_env(env: &dyn Env) -> Result<Self, StartupError> {
+        let runtime = Runtime::from_env(FUNCTION, env).await?;
+        let azure = AzureConfig::require(env)?;
+        let tokens = match env.var("API_AUDIENCE") {
+            Some(audience) => {
+                let audience = audience.trim().to_string();
+                if audience
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control())
+                {
+                    return Err(ConfigError::new(
+                        "API_AUDIENCE",
+                        "must be one audience (an application id URI or client id), without spaces",
+                    )
+                    .into());
+                }
+                let http = build_client(azure.extra_ca_certs.as_deref())
+                    .map_err(|e| StartupError::Other(e.to_string()))?;
+                Some(EntraTokenValidator::new(
+                    http,
+                    &azure.authority_host,
+                    &azure.tenant_id,
+                    &audience,
+                ))
+            }
+            None => None,
+        };
+        let webhook_secrets = configured_webhook_secrets(&runtime, env).await?;
+        if tokens.is_none() && webhook_secrets.is_none() {
+            return Err(ConfigError::new(
+                "API_AUDIENCE",
+                "required (or WEBHOOK_SECRETS / WEBHOOK_SECRETS_ARN): every request must be authenticated",
+            )
+            .into());
+        }
+        let queue = match env.var("WORK_QUEUE_URL") {
+            Some(url) => {
+                let parsed = url::Url::parse(url.trim())
+                    .map_err(|e| ConfigError::new("WORK_QUEUE_URL", format!("not a URL: {e}")))?;
+                if !matches!(parsed.scheme(), "https" | "http") {
+                    return Err(
+                        ConfigError::new("WORK_QUEUE_URL", "must be an SQS queue URL").into(),
+                    );
+                }
+                let aws = runtime.aws.as_ref().ok_or_else(|| {
+                    StartupError::Other("WORK_QUEUE_URL: AWS configuration not loaded".into())
+                })?;
+                Some(SqsPartQueue {
+                    client: aws_sdk_sqs::Client::new(aws),
+                    url: url.trim().to_string(),
+                })
+            }
+            None => None,
+        };
+        Ok(GuestInviterRequest {
+            runtime,
+            tokens,
+            webhook_secrets,
+            queue,
+            writes_per_second: azure.max_writes_per_second,
+        })
+    }
+
+    fn service<'a>(&'a self, gate: &'a CircuitGate) -> SelfService<'a> {
+        SelfService {
+            runtime: &self.runtime,
+            gate,
+            queue: self.queue.as_ref().map(|q| q as &dyn PartQueue),
+            writes_per_second: self.writes_per_second,
+        }
+    }
+
+    /// Who sent the request, or the 401 (503 when the signing keys cannot be fetched).
+    async fn authenticate(&self, request: &HttpRequest) -> Result<Caller, Value> {
+        let now = self.runtime.settings.clock.now();
+        if let Some(authorization) = request.header("authorization") {
+            let Some(tokens) = &self.tokens else {
+                return Err(unauthenticated(
+                    "Authorization: bearer tokens are not accepted here (API_AUDIENCE is not configured)",
+                    None,
+                ));
+            };
+            let token = match authorization.trim().split_once(' ') {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+                _ => {
+                    return Err(unauthenticated(
+                        "Authorization: expected 'Bearer <token>'",
+                        Some("invalid_request"),
+                    ));
+                }
+            };
+            return match tokens.validate(token, now).await {
+                Ok(identity) => Ok(Caller::Token { oid: identity.oid }),
+                Err(e @ TokenError::Unavailable(_)) => {
+                    tracing::error!(error = %e, "cannot validate bearer tokens");
+                    Err(abort_problem(&Abort::transient(e.to_string())).response())
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "request refused: bearer token not accepted");
+                    Err(unauthenticated(&e.to_string(), Some("invalid_token")))
+                }
+            };
+        }
+        let Some(header) = request.header("x-signature") else {
+            return Err(unauthenticated(
+                "Authorization: missing: send the requester's Entra ID bearer token \
+                 (or an X-Signature from a trusted system)",
+                None,
+            ));
+        };
+        let Some(secrets) = &self.webhook_secrets else {
+            return Err(unauthenticated(
+                "X-Signature: signed requests are not accepted here (WEBHOOK_SECRETS is not configured)",
+                None,
+            ));
+        };
+        match signature::verify(Some(header), &request.body, secrets, now) {
+            Ok(()) => Ok(Caller::System),
+            Err(e) => {
+                tracing::warn!(error = %e, "request refused: bad signature");
+                Err(unauthenticated(&e.to_string(), None))
+            }
+        }
+    }
+
+    async fn http(&self, request: HttpRequest, deadline: Instant) -> Value {
+        // Authentication first: an unauthenticated caller learns nothing about the body
+        // and can write nothing to the ledger.
+        let caller = match self.authenticate(&request).await {
+            Ok(c) => c,
+            Err(answer) => return answer,
+        };
+        if let Err(problem) = request.require_json_post() {
+            return problem.response();
+        }
+        let fallback = crate::ports::ledger::EventKey {
+            source: format!("webhook:{FUNCTION}"),
+            id: request
+                .request_id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        };
+        let gate = CircuitGate::new();
+        match self
+            .service(&gate)
+            .submit(&caller, &request.body, fallback, deadline)
+            .await
+        {
+            Ok(answer) => answer_response(answer),
+            Err(abort) => {
+                tracing::warn!(class = ?abort.class(), error = %abort, "self-service request stopped; the caller may retry");
+                abort_problem(&abort).response()
+            }
+        }
+    }
+}
+
+fn answer_response(answer: Answer) -> Value {
+    match answer {
+        Answer::Done(record) => done(&record, "processed"),
+        Answer::Accepted {
+            record,
+            request_id,
+            parts,
+        } => accepted(&record, &request_id, Some(parts), "accepted"),
+        Answer::Duplicate(record) => match record.status {
+            EventStatus::Accepted => {
+                let rid = crate::app::self_service::request_id(&record.key);
+                accepted(&record, &rid, None, "duplicate")
+            }
+            _ => done(&record, "duplicate"),
+        },
+        // Invalid: 400 naming the field (a body that is not JSON included), 413 over a
+        // limit; not allowed: 403.
+        Answer::Refused(record, rejection) => rejection_problem(&rejection)
+            .with("request", record.key.to_string())
+            .response(),
+        Answer::Conflict(reason) => Problem::new(409, "Conflict", reason).response(),
+    }
+}
+
+fn done(record: &EventRecord, status: &str) -> Value {
+    json_response(
+        200,
+        &json!({
+            "request": record.key.to_string(),
+            "status": status,
+            "outcomes": record.outcomes,
+        }),
+    )
+}
+
+fn accepted(record: &EventRecord, request_id: &str, parts: Option<usize>, status: &str) -> Value {
+    let mut body = json!({
+        "request": record.key.to_string(),
+        "requestId": request_id,
+        "status": status,
+        "detail": record.reason,
+    });
+    if let Some(parts) = parts {
+        body["parts"] = json!(parts);
+    }
+    json_response(202, &body)
+}
+
+/// A 401 with the challenge RFC 6750 asks for.
+fn unauthenticated(detail: &str, error: Option<&str>) -> Value {
+    let mut response = Problem::new(401, "Unauthenticated", detail).response();
+    response["headers"]["www-authenticate"] = json!(match error {
+        Some(code) => format!("Bearer error=\"{code}\""),
+        None => "Bearer".to_string(),
+    });
+    response
+}
+
+#[async_trait]
+impl Handler for GuestInviterRequest {
+    async fn handle(&self, payload: Value, deadline: Instant) -> Result<Value, InvocationError> {
+        match Trigger::recognise(payload)? {
+            Trigger::Http(request) => Ok(self.http(request, deadline).await),
+            Trigger::Sqs(event) => {
+                let gate = CircuitGate::new();
+                let service = self.service(&gate);
+                let response = process_batch(&event, deadline, |m| {
+                    let fallback = crate::ports::ledger::EventKey {
+                        source: m.queue_arn,
+                        id: m.message_id,
+                    };
+                    let service = &service;
+                    async move {
+                        service
+                            .process_part(m.body.as_bytes(), fallback, deadline)
+                            .await
+                            .map(|_| ())
+                    }
+                })
+                .await;
+                serde_json::to_value(response).map_err(|e| {
+                    InvocationError::Failed(format!("cannot encode the batch response: {e}"))
+                })
+            }
+            other => Err(other.unsupported(
+                FUNCTION,
+                "a webhook (function URL or HTTP API) or SQS batches from its own work queue",
+            )),
+        }
+    }
+}
+
+/// The work queue on Amazon SQS.
+pub struct SqsPartQueue {
+    client: aws_sdk_sqs::Client,
+    url: String,
+}
+
+#[async_trait]
+impl PartQueue for SqsPartQueue {
+    async fn send(&self, parts: &[QueuedPart]) -> Result<(), Abort> {
+        for batch in parts.chunks(SQS_BATCH) {
+            let entries = batch
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(format!("e{i}"))
+                        .message_body(&p.body)
+                        .build()
+                        .map_err(|e| Abort::transient(format!("WORK_QUEUE_URL: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let output = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| {
+                    Abort::transient(format!(
+                        "WORK_QUEUE_URL: cannot queue the request's parts: {}",
+                        DisplayErrorContext(&e)
+                    ))
+                })?;
+            if let Some(failed) = output.failed().first() {
+                return Err(Abort::transient(format!(
+                    "WORK_QUEUE_URL: {} of {} parts not queued: {}: {}",
+                    output.failed().len(),
+                    batch.len(),
+                    failed.code(),
+                    failed.message().unwrap_or("no message")
+                )));
+            }
+        }
+        Ok(())
+    }
+}
