@@ -22,18 +22,20 @@ use crate::report::{self, Format};
 use crate::run::{Input, payload_for};
 use crate::{Global, aws};
 
-#[derive(Args, Debug)]
-#[command(
-    long_about = "A guided run against a fresh dev tenant (contoso.com, with groups, one of \
+/// The long help of the command.
+pub const LONG_ABOUT: &str = "A guided run against a fresh dev tenant (contoso.com, with groups, one of \
         them dynamic, an app with roles, and internal sponsors): a partner signs, HR adds an \
         external worker, the partner's inviter invites colleagues, some guests redeem, the \
         clock moves on and the reminder sweep runs. Every step calls the same handler code \
         as the Lambda functions, with the payloads Lambda would deliver (SQS batches, signed \
         function URL requests, a scheduled event), the embedded ledger and a mail outbox. \
         Ends with a report of every guest. Needs no Azure or AWS settings; state goes to a \
-        temporary folder unless --state names one."
-)]
+        temporary folder unless --state names one.";
+
+#[derive(Args, Debug)]
 pub struct DemoArgs {
+    #[command(flatten)]
+    pub state: crate::StateDir,
     /// Show guests' addresses in full (masked by default).
     #[arg(long)]
     show_addresses: bool,
@@ -250,7 +252,7 @@ impl Demo {
             if r.recorded_at < started {
                 println!(
                     "   already processed at {}: nothing done again",
-                    r.recorded_at.format(&Rfc3339)?
+                    r.recorded_at.replace_nanosecond(0)?.format(&Rfc3339)?
                 );
             } else {
                 self.narrate(r);

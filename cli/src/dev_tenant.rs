@@ -11,16 +11,18 @@ use serde_json::json;
 use crate::Global;
 use crate::context::{SERVER_FILE, parse_write_limit, write_private};
 
-#[derive(Args, Debug)]
-#[command(
-    long_about = "Serve the dev tenant, an emulated Entra ID tenant (token endpoint, OpenID \
+/// The long help of the command.
+pub const LONG_ABOUT: &str = "Serve the dev tenant, an emulated Entra ID tenant (token endpoint, OpenID \
         discovery and the Graph subset b2b-invites uses), until Ctrl-C; its state is saved on \
         the way out (in <--state>/dev-tenant) and loaded at the next start. Prints the export lines that point a \
         function, or this CLI, at it. While it runs, other b2b-invites commands with the same \
         --state use it instead of starting their own. Control routes: GET /_dev/info, \
-        POST /_dev/users/{id}/redeem, POST /_dev/clock/advance, ... (dev-tenant/README.md)."
-)]
+        POST /_dev/users/{id}/redeem, POST /_dev/clock/advance, ... (dev-tenant/README.md).";
+
+#[derive(Args, Debug)]
 pub struct DevTenantArgs {
+    #[command(flatten)]
+    pub state: crate::StateDir,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8443", value_name = "ADDR")]
     listen: SocketAddr,

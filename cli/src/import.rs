@@ -41,9 +41,8 @@ const ROW_LEASE: Duration = Duration::from_secs(16 * 60);
 /// How long one row may take, retries included.
 const ROW_TIME: Duration = Duration::from_secs(10 * 60);
 
-#[derive(Args, Debug)]
-#[command(
-    long_about = "Invite guests in bulk from a CSV in the Entra portal's bulk-invite format: \
+/// The long help of the command.
+pub const LONG_ABOUT: &str = "Invite guests in bulk from a CSV in the Entra portal's bulk-invite format: \
         the template's `version:v1.0` line (optional), a header row, then one row per guest. \
         Columns, matched by name or by the [property] in the template's headings:\n\
         \n  Email address to invite [inviteeEmail]                 required\
@@ -59,9 +58,12 @@ const ROW_TIME: Duration = Duration::from_secs(10 * 60);
         reported with their line numbers and never stop the others. A results CSV is written \
         next to the input (--results to choose).\n\
         \nExit status: 0 when every row is done, 2 when some rows have errors, 75 when some rows \
-        failed for a transient reason (run again to retry them)."
-)]
+        failed for a transient reason (run again to retry them).";
+
+#[derive(Args, Debug)]
 pub struct ImportArgs {
+    #[command(flatten)]
+    pub state: crate::StateDir,
     /// The CSV file.
     file: PathBuf,
     /// Where to write the results CSV (default: FILE with `-results.csv`).
@@ -189,8 +191,37 @@ struct Parsed {
     ignored: Vec<String>,
 }
 
+/// Line numbers of byte offsets. The csv reader's own line count goes wrong after blank
+/// lines, and errors must name the line an editor shows.
+struct Lines<'a> {
+    bytes: &'a [u8],
+    newlines: Vec<usize>,
+}
+
+impl<'a> Lines<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        let newlines = bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .map(|(i, _)| i)
+            .collect();
+        Lines { bytes, newlines }
+    }
+
+    /// The 1-based line of the first character of the record starting at `offset`, past
+    /// any empty lines the reader counted into it.
+    fn line_of(&self, mut offset: usize) -> u64 {
+        while offset < self.bytes.len() && matches!(self.bytes[offset], b'\n' | b'\r') {
+            offset += 1;
+        }
+        self.newlines.partition_point(|&n| n < offset) as u64 + 1
+    }
+}
+
 fn parse_csv(bytes: &[u8]) -> anyhow::Result<Parsed> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let lines = Lines::new(bytes);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -204,7 +235,7 @@ fn parse_csv(bytes: &[u8]) -> anyhow::Result<Parsed> {
         let record = match record {
             Ok(r) => r,
             Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
+                let line = e.position().map_or(0, |p| lines.line_of(p.byte() as usize));
                 parsed.errors.push(RowError {
                     line,
                     email: String::new(),
@@ -213,7 +244,9 @@ fn parse_csv(bytes: &[u8]) -> anyhow::Result<Parsed> {
                 continue;
             }
         };
-        let line = record.position().map_or(0, |p| p.line());
+        let line = record
+            .position()
+            .map_or(0, |p| lines.line_of(p.byte() as usize));
         if record.iter().all(|f| f.trim().is_empty()) {
             continue;
         }
@@ -795,7 +828,7 @@ mod tests {
             .map(|e| (e.line, e.message.as_str()))
             .collect();
         assert_eq!(errors.len(), 5, "{errors:?}");
-        assert_eq!(errors[0].0, 6);
+        assert_eq!(errors[0].0, 6, "{errors:?}");
         assert!(errors[0].1.starts_with("Email address to invite"));
         assert!(errors[1].1.starts_with("Redirection url"));
         assert!(errors[2].1.contains("'maybe' is not true or false"));

@@ -41,12 +41,20 @@ struct Cli {
     command: Command,
 }
 
+/// Where local state lives. Not a global option: `report --state` filters by guest state.
+#[derive(Args, Debug, Clone)]
+pub struct StateDir {
+    /// Where local state lives: the dev tenant, the embedded ledger, the outbox and the
+    /// webhook secret [default: .state; the demo uses a fresh temporary folder]
+    #[arg(long = "state", value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
 /// Options every command takes.
 #[derive(Args, Debug, Clone)]
 struct Global {
-    /// Where local state lives: the dev tenant, the embedded ledger, the outbox, the webhook
-    /// secret [default: .state; the demo uses a fresh temporary folder]
-    #[arg(long, global = true, value_name = "DIR")]
+    /// The state folder: the subcommand's `--state DIR` (`--state-dir` for `report`).
+    #[arg(skip)]
     state: Option<PathBuf>,
     /// Print each Graph write (and mail) instead of making it; reads still happen.
     #[arg(long, global = true)]
@@ -59,16 +67,22 @@ struct Global {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Serve the dev tenant (an emulated Entra tenant) until Ctrl-C, printing the variables that point at it.
+    #[command(long_about = dev_tenant::LONG_ABOUT)]
     DevTenant(dev_tenant::DevTenantArgs),
     /// A guided run of all four functions against a fresh dev tenant, ending with a report of every guest.
+    #[command(long_about = demo::LONG_ABOUT)]
     Demo(demo::DemoArgs),
     /// Feed an event (CloudEvents, EventBridge, or an AWS-shaped Lambda payload) to the function that takes it.
+    #[command(long_about = run::LONG_ABOUT)]
     Run(run::RunArgs),
     /// Invite guests in bulk from a CSV in the Entra portal's bulk-invite format.
+    #[command(long_about = import::LONG_ABOUT)]
     Import(import::ImportArgs),
     /// Run resend-stale once: remind pending guests, expire stale ones, mark redeemed ones accepted.
+    #[command(long_about = sweep::LONG_ABOUT)]
     Sweep(sweep::SweepArgs),
     /// List guests and their redemption state from Graph, joined with the ledger.
+    #[command(long_about = report::LONG_ABOUT)]
     Report(report::ReportArgs),
 }
 
@@ -98,7 +112,15 @@ fn init_logs(verbose: bool, quiet: bool) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    cli.global.state = match &cli.command {
+        Command::DevTenant(a) => a.state.dir.clone(),
+        Command::Demo(a) => a.state.dir.clone(),
+        Command::Run(a) => a.state.dir.clone(),
+        Command::Import(a) => a.state.dir.clone(),
+        Command::Sweep(a) => a.state.dir.clone(),
+        Command::Report(a) => a.state_dir.clone(),
+    };
     // The demo narrates what the functions' warnings would say.
     init_logs(cli.global.verbose, matches!(cli.command, Command::Demo(_)));
     let result = match cli.command {

@@ -1,6 +1,7 @@
 //! `report`: guests and their redemption state, from Graph joined with the ledger.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -22,13 +23,16 @@ use crate::Global;
 use crate::context::{Context, LocalOptions};
 use crate::graph_read::GraphReader;
 
-#[derive(Args, Debug)]
-#[command(
-    long_about = "List guests and their redemption state. Every guest the ledger knows (the \
+/// The long help of the command.
+pub const LONG_ABOUT: &str = "List guests and their redemption state. Every guest the ledger knows (the \
         ones this product invited) is looked up in Graph, and every other guest Graph lists \
-        as pending is added with origin `-`. Groups are the assigned groups each guest is in."
-)]
+        as pending is added with origin `-`. Groups are the assigned groups each guest is in.";
+
+#[derive(Args, Debug)]
 pub struct ReportArgs {
+    /// Where local state lives (the dev tenant, the ledger) [default: .state]
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
     /// Only guests in this state.

@@ -18,9 +18,8 @@ use crate::{Global, aws};
 /// Exit status when the work should be sent again later (EX_TEMPFAIL).
 pub const RETRY_LATER: u8 = 75;
 
-#[derive(Args, Debug)]
-#[command(
-    long_about = "Feed one event to the function that takes it and print the outcome as JSON.\n\n\
+/// The long help of the command.
+pub const LONG_ABOUT: &str = "Feed one event to the function that takes it and print the outcome as JSON.\n\n\
         The input is a CloudEvents 1.0 JSON, an EventBridge envelope, or a whole Lambda \
         payload: an SQS event, a function URL (HTTP API v2) request, an EventBridge Scheduled \
         Event, or resend-stale's direct invocation ({\"dryRun\":..,\"scope\":..}). The \
@@ -30,9 +29,12 @@ pub const RETRY_LATER: u8 = 75;
         when unset). Function URL requests are signed afresh the same way, so saved \
         samples keep working.\n\n\
         Exit status: 0 when the function answered (a rejected event is an answer), 75 when \
-        the work failed for a transient reason and should be sent again, 1 otherwise."
-)]
+        the work failed for a transient reason and should be sent again, 1 otherwise.";
+
+#[derive(Args, Debug)]
 pub struct RunArgs {
+    #[command(flatten)]
+    pub state: crate::StateDir,
     /// The function to run (default: the one that takes the event's type).
     #[arg(long, value_enum)]
     function: Option<Function>,

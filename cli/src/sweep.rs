@@ -10,15 +10,17 @@ use crate::aws;
 use crate::context::{Context, LocalOptions};
 use crate::functions::{self, Function};
 
-#[derive(Args, Debug)]
-#[command(
-    long_about = "Run resend-stale once: guests pending longer than REMIND_AFTER are invited \
+/// The long help of the command.
+pub const LONG_ABOUT: &str = "Run resend-stale once: guests pending longer than REMIND_AFTER are invited \
         again (at most MAX_REMINDERS times, REMIND_EVERY apart), guests pending longer than \
         EXPIRE_AFTER are disabled or deleted (EXPIRE_ACTION), and guests who redeemed are \
         marked accepted. Prints the function's summary as JSON. With --dry-run the sweep runs \
-        in full but every write is listed instead of made."
-)]
+        in full but every write is listed instead of made.";
+
+#[derive(Args, Debug)]
 pub struct SweepArgs {
+    #[command(flatten)]
+    pub state: crate::StateDir,
     /// Which pending guests to touch (default: SCOPE, else managed).
     #[arg(long, value_enum)]
     scope: Option<ScopeArg>,

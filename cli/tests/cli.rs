@@ -17,14 +17,16 @@ fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The binary with none of the product's variables inherited, working in `state`.
-fn cli(state: &Path) -> Command {
+/// The binary running `args` in `state`, with none of the product's variables inherited.
+fn cli<S: AsRef<std::ffi::OsStr>>(state: &Path, args: &[S]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_b2b-invites"));
     for var in b2b::config::VARIABLES {
         cmd.env_remove(var);
     }
+    let report = args.iter().any(|a| a.as_ref() == "report");
     cmd.env_remove("RUST_LOG")
-        .arg("--state")
+        .args(args)
+        .arg(if report { "--state-dir" } else { "--state" })
         .arg(state)
         .current_dir(repo_root());
     cmd
@@ -45,8 +47,8 @@ fn text(o: &Output) -> (String, String) {
 }
 
 /// The command against `tenant`, as the real tenant would be configured.
-fn against(tenant: &DevTenant, state: &Path) -> Command {
-    let mut cmd = cli(state);
+fn against<S: AsRef<std::ffi::OsStr>>(tenant: &DevTenant, state: &Path, args: &[S]) -> Command {
+    let mut cmd = cli(state, args);
     cmd.envs(tenant.env());
     cmd
 }
@@ -124,7 +126,9 @@ fn run_accepts_every_sample_event() {
     });
     assert!(files.len() >= 8, "events/ holds {files:?}");
     for file in &files {
-        let o = cli(state.path()).arg("run").arg(file).output().unwrap();
+        let o = cli(state.path(), &[Path::new("run"), file.as_path()])
+            .output()
+            .unwrap();
         let (out, err) = text(&o);
         assert!(
             o.status.success(),
@@ -170,7 +174,9 @@ fn run_refuses_what_it_cannot_route() {
     let state = tempfile::tempdir().unwrap();
     let file = state.path().join("odd.json");
     std::fs::write(&file, r#"{"hello":"world"}"#).unwrap();
-    let o = cli(state.path()).arg("run").arg(&file).output().unwrap();
+    let o = cli(state.path(), &[Path::new("run"), file.as_path()])
+        .output()
+        .unwrap();
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(1));
     assert!(err.contains("--function"), "{err}");
@@ -186,8 +192,7 @@ async fn report_json_matches_the_ledger_and_the_tenant() {
         "events/hr.record.added.json",
         "events/partner.signed.eventbridge.json",
     ] {
-        let mut cmd = against(&tenant, &state);
-        cmd.args(["run", file]);
+        let cmd = against(&tenant, &state, &["run", file]);
         let o = output(cmd).await;
         assert!(o.status.success(), "{file}: {:?}", text(&o));
     }
@@ -201,8 +206,11 @@ async fn report_json_matches_the_ledger_and_the_tenant() {
         ..Default::default()
     });
 
-    let mut cmd = against(&tenant, &state);
-    cmd.args(["report", "--format", "json", "--show-addresses"]);
+    let cmd = against(
+        &tenant,
+        &state,
+        &["report", "--format", "json", "--show-addresses"],
+    );
     let o = output(cmd).await;
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}\n{err}");
@@ -270,22 +278,28 @@ async fn report_json_matches_the_ledger_and_the_tenant() {
     drop(ledger);
 
     // Filters.
-    let mut cmd = against(&tenant, &state);
-    cmd.args([
-        "report",
-        "--format",
-        "json",
-        "--state",
-        "pending",
-        "--partner",
-        "litware",
-    ]);
+    let cmd = against(
+        &tenant,
+        &state,
+        &[
+            "report",
+            "--format",
+            "json",
+            "--state",
+            "pending",
+            "--partner",
+            "litware",
+        ],
+    );
     let o = output(cmd).await;
     let rows: Vec<Value> = serde_json::from_slice(&o.stdout).expect("valid JSON");
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["email"], "s***@litware.com");
-    let mut cmd = against(&tenant, &state);
-    cmd.args(["report", "--format", "csv", "--older-than", "7d"]);
+    let cmd = against(
+        &tenant,
+        &state,
+        &["report", "--format", "csv", "--older-than", "7d"],
+    );
     let o = output(cmd).await;
     let (out, _) = text(&o);
     assert_eq!(out.lines().count(), 1, "only the header: {out}");
@@ -308,8 +322,11 @@ async fn dry_run_makes_no_write() {
     let control = tenant.control();
     control.clear_requests();
 
-    let mut cmd = against(&tenant, &state);
-    cmd.args(["--dry-run", "run", "events/partner.signed.json"]);
+    let cmd = against(
+        &tenant,
+        &state,
+        &["--dry-run", "run", "events/partner.signed.json"],
+    );
     let o = output(cmd).await;
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}\n{err}");
@@ -322,8 +339,11 @@ async fn dry_run_makes_no_write() {
     assert_eq!(invitations, 2, "{out}");
     assert!(planned.iter().any(|w| w["method"] == "MAIL"), "{out}");
 
-    let mut cmd = against(&tenant, &state);
-    cmd.args(["--dry-run", "import"]).arg(&csv);
+    let cmd = against(
+        &tenant,
+        &state,
+        &[Path::new("--dry-run"), Path::new("import"), csv.as_path()],
+    );
     let o = output(cmd).await;
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}\n{err}");
@@ -332,8 +352,7 @@ async fn dry_run_makes_no_write() {
         "{out}"
     );
 
-    let mut cmd = against(&tenant, &state);
-    cmd.args(["--dry-run", "sweep"]);
+    let cmd = against(&tenant, &state, &["--dry-run", "sweep"]);
     let o = output(cmd).await;
     assert!(o.status.success(), "{:?}", text(&o));
 
@@ -349,8 +368,7 @@ async fn dry_run_makes_no_write() {
         "no guest was created"
     );
     // Nor did the ledger change: the real run afterwards does everything.
-    let mut cmd = against(&tenant, &state);
-    cmd.args(["run", "events/partner.signed.json"]);
+    let cmd = against(&tenant, &state, &["run", "events/partner.signed.json"]);
     let o = output(cmd).await;
     let outcome: Value = serde_json::from_slice(&o.stdout).unwrap();
     let outcomes = outcome["events"][0]["outcomes"].as_array().unwrap();
@@ -400,10 +418,8 @@ async fn import_two_thousand_rows_once() {
     assert_eq!(bad_lines.len(), 50);
     std::fs::write(&file, csv).unwrap();
 
-    let mut cmd = against(&tenant, &state);
-    cmd.env("GRAPH_MAX_WRITES_PER_SECOND", "20")
-        .arg("import")
-        .arg(&file);
+    let mut cmd = against(&tenant, &state, &[Path::new("import"), file.as_path()]);
+    cmd.env("GRAPH_MAX_WRITES_PER_SECOND", "20");
     let o = output(cmd).await;
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(2), "{out}\n{err}");
@@ -440,10 +456,8 @@ async fn import_two_thousand_rows_once() {
     assert_eq!(failures, 50);
 
     let writes_before = control.requests().iter().filter(|r| r.is_write).count();
-    let mut cmd = against(&tenant, &state);
-    cmd.env("GRAPH_MAX_WRITES_PER_SECOND", "20")
-        .arg("import")
-        .arg(&file);
+    let mut cmd = against(&tenant, &state, &[Path::new("import"), file.as_path()]);
+    cmd.env("GRAPH_MAX_WRITES_PER_SECOND", "20");
     let o = output(cmd).await;
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(2), "{out}\n{err}");
