@@ -16,7 +16,9 @@ use b2b::domain::access::Access;
 use b2b::lambda::guest_inviter_request::GuestInviterRequest;
 use b2b::lambda::serve::Handler;
 use b2b::ports::ledger::{EventKey, EventStatus, InviteeResult, Inviter, PartnerRecord};
-use b2b_dev_tenant::{DevTenant, DevTenantOptions, MintToken, NewUser, Seed, UserType, WriteLimit};
+use b2b_dev_tenant::{
+    DevTenant, DevTenantOptions, Fault, FaultKind, MintToken, NewUser, Seed, UserType, WriteLimit,
+};
 use base64::Engine;
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -592,4 +594,60 @@ async fn self_service_large_requests_are_queued_and_done_exactly_once() {
         .unwrap();
     assert!(matches!(processed, PartProcessed::Rejected(_)));
     assert_eq!(w.invitations(), 60);
+}
+
+#[tokio::test]
+async fn self_service_throttling_is_waited_out_or_answered_429_and_left_open() {
+    let w = world().await;
+    let control = w.tenant.control();
+    // A short storm within the time budget: the caller never sees it.
+    control.inject(
+        Fault::new(FaultKind::TooManyRequests {
+            retry_after: Some(1.0),
+        })
+        .on("POST", "/v1.0/invitations")
+        .times(3),
+    );
+    let body = request("r-13", &w.sam, &colleagues(2), None);
+    let (status, _, answer) = w.with_token(&w.token(), &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["outcomes"].as_array().unwrap().len(), 2);
+
+    // Graph asks for a wait longer than the request may take: 429 with Retry-After, and
+    // the request stays open, so sending it again finishes it.
+    control.inject(
+        Fault::new(FaultKind::TooManyRequests {
+            retry_after: Some(600.0),
+        })
+        .on("POST", "/v1.0/invitations")
+        .times(1),
+    );
+    let body = request(
+        "r-14",
+        &w.sam,
+        &["late1@litware.com".into(), "late2@litware.com".into()],
+        None,
+    );
+    let (status, headers, problem) = w.with_token(&w.token(), &body).await;
+    assert_eq!(status, 429, "{problem}");
+    assert!(headers["retry-after"].as_str().is_some(), "{headers}");
+    // The claim was given back: the resent request is processed, not refused as a duplicate.
+    // (This process itself honours Graph's wait for all its writes, so it is not resent
+    // from here.)
+    let claim = w
+        .handler
+        .runtime
+        .ledger
+        .claim_event(
+            &EventKey {
+                source: SOURCE.into(),
+                id: "r-14".into(),
+            },
+            Duration::from_secs(60),
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(claim, b2b::ports::ledger::Claim::Acquired);
+    assert!(control.user("late1@litware.com").is_none());
 }
