@@ -624,7 +624,7 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
         control.sent_mail().len()
     );
     if let Some(recorder) = &demo.ctx.recorder {
-        recorder.print();
+        print!("{}", recorder.render());
     }
     Ok(ExitCode::SUCCESS)
 }

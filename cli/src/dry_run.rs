@@ -62,20 +62,21 @@ impl Recorder {
     }
 
     /// The plan, one line per write.
-    pub fn print(&self) {
+    pub fn render(&self) -> String {
         let writes = self.writes();
-        println!(
-            "dry run: {} write{} planned, none made",
+        let mut out = format!(
+            "dry run: {} write{} planned, none made\n",
             writes.len(),
             if writes.len() == 1 { "" } else { "s" }
         );
         for w in writes {
             if w.body.is_null() {
-                println!("  {:<6} {}", w.method, w.target);
+                out.push_str(&format!("  {:<6} {}\n", w.method, w.target));
             } else {
-                println!("  {:<6} {} {}", w.method, w.target, w.body);
+                out.push_str(&format!("  {:<6} {} {}\n", w.method, w.target, w.body));
             }
         }
+        out
     }
 
     fn fake_user(&self, email: &str, display_name: Option<&str>) -> DirectoryUser {

@@ -226,12 +226,11 @@ fn parse_csv(bytes: &[u8]) -> anyhow::Result<Parsed> {
         .has_headers(false)
         .flexible(true)
         .from_reader(bytes);
-    let mut records = reader.records();
     let mut parsed = Parsed::default();
     let mut columns: Option<HashMap<Column, usize>> = None;
     let mut first_data_row = true;
     let mut seen: HashMap<String, u64> = HashMap::new();
-    while let Some(record) = records.next() {
+    for record in reader.records() {
         let record = match record {
             Ok(r) => r,
             Err(e) => {
@@ -471,13 +470,9 @@ impl Importer<'_> {
                 Ok(done)
             }
             Ok(Err(refusal)) => {
-                rt.ledger
-                    .complete_event(&record(
-                        EventStatus::Rejected,
-                        Some(refusal.clone()),
-                        vec![],
-                    ))
-                    .await?;
+                // Refused before any write, on facts that may change (a partner registered
+                // later, a domain policy changed): not recorded, so the next run checks again.
+                rt.ledger.release_event(&key).await?;
                 Ok(RowOutcome::Failed(refusal))
             }
             Err(abort) => {
@@ -677,7 +672,7 @@ pub async fn run(global: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> 
     }
     errors.sort_by_key(|e| e.line);
     if let Some(recorder) = &ctx.recorder {
-        recorder.print();
+        print!("{}", recorder.render());
     }
     println!(
         "{} rows: {invited} invited, {existed} already in the tenant, {skipped} done by an \

@@ -137,23 +137,22 @@ pub async fn collect(runtime: &Runtime) -> anyhow::Result<Vec<GuestRow>> {
         pending.extend(page.users.into_iter().map(|u| (u.id.clone(), u)));
     }
     drop(pages);
-    let lookups: Vec<(GuestRecord, Option<DirectoryUser>)> =
-        futures::stream::iter(records.into_iter())
-            .map(|record| {
-                let directory = directory.clone();
-                let known = pending.get(&record.user_id).cloned();
-                async move {
-                    let user = match known {
-                        Some(u) => Some(u),
-                        None => directory.get_user(&record.user_id).await?,
-                    };
-                    Ok::<_, anyhow::Error>((record, user))
-                }
-            })
-            .buffer_unordered(16)
-            .try_collect()
-            .await
-            .context("looking guests up in Graph")?;
+    let lookups: Vec<(GuestRecord, Option<DirectoryUser>)> = futures::stream::iter(records)
+        .map(|record| {
+            let directory = directory.clone();
+            let known = pending.get(&record.user_id).cloned();
+            async move {
+                let user = match known {
+                    Some(u) => Some(u),
+                    None => directory.get_user(&record.user_id).await?,
+                };
+                Ok::<_, anyhow::Error>((record, user))
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect()
+        .await
+        .context("looking guests up in Graph")?;
     let mut rows: Vec<GuestRow> = Vec::new();
     for (record, user) in lookups {
         pending.remove(&record.user_id);

@@ -48,7 +48,8 @@ pub async fn run(global: &Global, args: SweepArgs) -> anyhow::Result<ExitCode> {
     let summary = built.invoke(payload).await;
     drop(built);
     if let Some(recorder) = &ctx.recorder {
-        recorder.print();
+        // Standard output carries the summary as JSON.
+        eprint!("{}", recorder.render());
     }
     let summary = summary?;
     println!("{}", serde_json::to_string_pretty(&summary)?);
