@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use azure_core::credentials::TokenCredential;
-use b2b::adapters::graph::build_credential;
+use b2b::adapters::graph::{build_credential, graph_scope};
 use b2b::adapters::http::build_client;
 use b2b::config::{AzureConfig, CredentialSource, Env};
 use serde_json::Value;
@@ -23,18 +23,16 @@ impl GraphReader {
     /// `None` when the credential lives in Secrets Manager (the report then shows no groups).
     pub fn from_env(env: &dyn Env) -> anyhow::Result<Option<GraphReader>> {
         let azure = AzureConfig::require(env)?;
-        if matches!(azure.credential, CredentialSource::SecretArn(_)) {
+        if matches!(
+            azure.credential,
+            CredentialSource::SecretArn(_) | CredentialSource::AwsWebIdentity
+        ) {
             return Ok(None);
         }
         let http = build_client(azure.extra_ca_certs.as_deref())?;
-        let credential = build_credential(&azure, None, &http)?;
+        let credential = build_credential(&azure, None, &http, None)?;
         let base = azure.graph_base_url.trim_end_matches('/').to_string();
-        let scope = match url::Url::parse(&base) {
-            Ok(u) if u.host_str().is_some_and(|h| h.starts_with("graph.")) => {
-                format!("{}/.default", u.origin().ascii_serialization())
-            }
-            _ => "https://graph.microsoft.com/.default".to_string(),
-        };
+        let scope = graph_scope(&base);
         Ok(Some(GraphReader {
             http,
             base,

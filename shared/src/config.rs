@@ -19,6 +19,7 @@ pub const VARIABLES: &[&str] = &[
     "AZURE_CLIENT_SECRET_ARN",
     "AZURE_CLIENT_CERTIFICATE_PATH",
     "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_FEDERATED_TOKEN_SOURCE",
     "AZURE_AUTHORITY_HOST",
     "GRAPH_BASE_URL",
     "B2B_EXTRA_CA_CERTS",
@@ -97,6 +98,9 @@ pub enum CredentialSource {
     Certificate(PathBuf),
     /// Workload identity: a federated assertion read from this file.
     FederatedTokenFile(PathBuf),
+    /// Workload identity without any secret: the function's AWS role obtains a web identity
+    /// token from AWS STS (`GetWebIdentityToken`) and presents it as the assertion.
+    AwsWebIdentity,
 }
 
 /// The app registration and where Entra ID and Graph are.
@@ -138,11 +142,20 @@ impl AzureConfig {
             CredentialSource::Certificate(PathBuf::from(path))
         } else if let Some(path) = env.var("AZURE_FEDERATED_TOKEN_FILE") {
             CredentialSource::FederatedTokenFile(PathBuf::from(path))
+        } else if let Some(source) = env.var("AZURE_FEDERATED_TOKEN_SOURCE") {
+            if source != "aws-sts" {
+                return Err(ConfigError::new(
+                    "AZURE_FEDERATED_TOKEN_SOURCE",
+                    format!("'{source}': the only source is aws-sts"),
+                ));
+            }
+            CredentialSource::AwsWebIdentity
         } else {
             return Err(ConfigError::new(
                 "AZURE_CLIENT_SECRET",
                 "no credential: set AZURE_CLIENT_SECRET, AZURE_CLIENT_SECRET_ARN, \
-                 AZURE_CLIENT_CERTIFICATE_PATH or AZURE_FEDERATED_TOKEN_FILE",
+                 AZURE_CLIENT_CERTIFICATE_PATH, AZURE_FEDERATED_TOKEN_FILE or \
+                 AZURE_FEDERATED_TOKEN_SOURCE=aws-sts",
             ));
         };
         Ok(Some(AzureConfig {
@@ -588,6 +601,19 @@ mod tests {
         assert_eq!(e.variable, "ACCESS_RULES");
         let e = SweepConfig::from_env(&env(&[("SCOPE", "some")])).unwrap_err();
         assert_eq!(e.variable, "SCOPE");
+    }
+
+    #[test]
+    fn secretless_federation_through_aws_sts() {
+        let base = [("AZURE_TENANT_ID", "t"), ("AZURE_CLIENT_ID", "c")];
+        let mut vars = base.to_vec();
+        vars.push(("AZURE_FEDERATED_TOKEN_SOURCE", "aws-sts"));
+        let cfg = AzureConfig::require(&env(&vars)).unwrap();
+        assert_eq!(cfg.credential, CredentialSource::AwsWebIdentity);
+        let mut vars = base.to_vec();
+        vars.push(("AZURE_FEDERATED_TOKEN_SOURCE", "gcp"));
+        let e = AzureConfig::require(&env(&vars)).unwrap_err();
+        assert_eq!(e.variable, "AZURE_FEDERATED_TOKEN_SOURCE");
     }
 
     #[test]

@@ -46,7 +46,7 @@ fn azure_config(tenant: &DevTenant, overrides: &[(&str, &str)]) -> AzureConfig {
 
 fn client_for(cfg: &AzureConfig, retry: RetryPolicy) -> GraphClient {
     let http = build_client(cfg.extra_ca_certs.as_deref()).unwrap();
-    let credential = build_credential(cfg, None, &http).unwrap();
+    let credential = build_credential(cfg, None, &http, None).unwrap();
     GraphClient::new(
         http,
         &cfg.graph_base_url,

@@ -62,8 +62,43 @@ pub struct EventWork<'a> {
 
 impl EventWork<'_> {
     /// Processes a raw body. `fallback` keys the rejection of a body too broken to name its
-    /// own `(source, id)`, so that it too leaves a record.
+    /// own `(source, id)`, so that it too leaves a record. Logs one line per event with the
+    /// function, the event, its outcome and the time it took.
     pub async fn process_body(&self, body: &[u8], fallback: EventKey) -> Result<Processed, Abort> {
+        let started = std::time::Instant::now();
+        let result = self.process(body, fallback).await;
+        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let function = self.runtime.function;
+        match &result {
+            Ok(processed) => {
+                let record = processed.record();
+                let outcome = match processed {
+                    Processed::Done(_) => "processed",
+                    Processed::Duplicate(_) => "duplicate",
+                    Processed::Rejected(..) => "rejected",
+                };
+                tracing::info!(
+                    function,
+                    event = %record.key,
+                    event_type = record.event_type,
+                    outcome,
+                    invitees = record.outcomes.len(),
+                    elapsed_ms,
+                    "event done"
+                );
+            }
+            Err(abort) => tracing::warn!(
+                function,
+                class = ?abort.class,
+                error = %abort,
+                elapsed_ms,
+                "event not done; it will be retried"
+            ),
+        }
+        result
+    }
+
+    async fn process(&self, body: &[u8], fallback: EventKey) -> Result<Processed, Abort> {
         let now = self.runtime.settings.clock.now();
         let envelope = match parse_envelope(body) {
             Ok(e) => e,
@@ -101,7 +136,6 @@ impl EventWork<'_> {
         match self.carry_out(&key, &event, now).await {
             Ok(Ok(record)) => {
                 self.runtime.ledger.complete_event(&record).await?;
-                tracing::info!(event = %key, event_type, outcomes = record.outcomes.len(), "event processed");
                 Ok(Processed::Done(record))
             }
             Ok(Err(rejection)) => self.reject_claimed(key, &event_type, rejection, now).await,

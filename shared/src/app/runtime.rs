@@ -54,7 +54,10 @@ impl Runtime {
         let settings = Settings::from_env(env)?;
         let azure = AzureConfig::require(env)?;
         let needs_aws = matches!(settings.ledger, LedgerLocation::DynamoDb { .. })
-            || matches!(azure.credential, CredentialSource::SecretArn(_))
+            || matches!(
+                azure.credential,
+                CredentialSource::SecretArn(_) | CredentialSource::AwsWebIdentity
+            )
             || (settings.mail.outbox_dir.is_none() && settings.mail.from.is_some())
             || env.var("WEBHOOK_SECRETS_ARN").is_some()
             || env.var("WORK_QUEUE_URL").is_some();
@@ -73,7 +76,7 @@ impl Runtime {
         };
         let http = build_client(azure.extra_ca_certs.as_deref())
             .map_err(|e| StartupError::Other(e.to_string()))?;
-        let credential = build_credential(&azure, secret.as_deref(), &http)
+        let credential = build_credential(&azure, secret.as_deref(), &http, aws.as_ref())
             .map_err(|e| StartupError::Other(e.to_string()))?;
         let graph = GraphClient::new(
             http,

@@ -112,17 +112,18 @@ impl Handler for EventFunction {
     async fn handle(&self, payload: Value, deadline: Instant) -> Result<Value, InvocationError> {
         match Trigger::recognise(payload)? {
             Trigger::Sqs(event) => {
-                let directory = self.runtime.directory(deadline);
+                // One gate for the batch: a block seen by one message stops the rest.
                 let gate = CircuitGate::new();
-                let work = self.work(directory.as_ref(), &gate);
                 let response = process_batch(&event, deadline, |m| {
                     let fallback = EventKey {
                         source: m.queue_arn,
                         id: m.message_id,
                     };
-                    let work = &work;
+                    let gate = &gate;
                     async move {
-                        work.process_body(m.body.as_bytes(), fallback)
+                        let directory = self.runtime.directory(m.deadline);
+                        self.work(directory.as_ref(), gate)
+                            .process_body(m.body.as_bytes(), fallback)
                             .await
                             .map(|_| ())
                     }

@@ -273,7 +273,7 @@ impl Handler for GuestInviterRequest {
                     let service = &service;
                     async move {
                         service
-                            .process_part(m.body.as_bytes(), fallback, deadline)
+                            .process_part(m.body.as_bytes(), fallback, m.deadline)
                             .await
                             .map(|_| ())
                     }

@@ -13,6 +13,10 @@ use crate::error::{Classify, FailureClass};
 /// A message is not started with less time than this left: it would only be cut off.
 const MIN_TIME_PER_MESSAGE: Duration = Duration::from_secs(2);
 
+/// However many messages share the time, each may take at least this long (within the
+/// invocation's deadline): most events need a few seconds of Graph calls.
+const MIN_SHARE: Duration = Duration::from_secs(10);
+
 /// One queue message, as the handler sees it.
 pub struct QueueMessage {
     pub message_id: String,
@@ -22,6 +26,9 @@ pub struct QueueMessage {
     pub queue_arn: String,
     /// How often SQS has delivered it (1 on the first delivery).
     pub receive_count: u32,
+    /// When this message's work must end: its fair share of the time left, so one message
+    /// whose calls keep failing cannot keep the messages after it from being tried.
+    pub deadline: Instant,
 }
 
 /// Runs `handle` over the batch in order. Once the tenant is blocked, or time runs short,
@@ -37,7 +44,8 @@ where
 {
     let mut failures = Vec::new();
     let mut stop: Option<String> = None;
-    for record in &event.records {
+    let total = event.records.len();
+    for (index, record) in event.records.iter().enumerate() {
         let Some(message_id) = record.message_id.as_deref() else {
             // Without an id SQS cannot be told about it; acknowledging is all that can be done.
             tracing::error!("SQS record without a messageId acknowledged unprocessed");
@@ -57,7 +65,10 @@ where
             failures.push(failure(message_id));
             continue;
         }
+        let left = u32::try_from(total - index).unwrap_or(u32::MAX);
+        let share = deadline.saturating_duration_since(Instant::now()) / left;
         let message = QueueMessage {
+            deadline: deadline.min(Instant::now() + share.max(MIN_SHARE)),
             message_id: message_id.to_string(),
             body: record.body.clone().unwrap_or_default(),
             queue_arn: record

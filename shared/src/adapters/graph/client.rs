@@ -48,7 +48,7 @@ impl GraphClient {
         GraphClient {
             inner: Arc::new(Inner {
                 http,
-                scope: scope_for(&base),
+                scope: graph_scope(&base),
                 base,
                 credential,
                 writes: WriteLimiter::new(writes_per_second),
@@ -74,7 +74,7 @@ impl GraphClient {
 
 /// The token scope: the Graph resource of the configured cloud. Anything not named like a
 /// Graph host (an emulator, a proxy) speaks for the public cloud's Graph.
-fn scope_for(base: &str) -> String {
+pub fn graph_scope(base: &str) -> String {
     match url::Url::parse(base) {
         Ok(u) if u.host_str().is_some_and(|h| h.starts_with("graph.")) => {
             format!("{}/.default", u.origin().ascii_serialization())
@@ -338,15 +338,15 @@ mod tests {
     #[test]
     fn scopes() {
         assert_eq!(
-            scope_for("https://graph.microsoft.com/v1.0"),
+            graph_scope("https://graph.microsoft.com/v1.0"),
             "https://graph.microsoft.com/.default"
         );
         assert_eq!(
-            scope_for("https://graph.microsoft.us/v1.0"),
+            graph_scope("https://graph.microsoft.us/v1.0"),
             "https://graph.microsoft.us/.default"
         );
         assert_eq!(
-            scope_for("https://127.0.0.1:8443/v1.0"),
+            graph_scope("https://127.0.0.1:8443/v1.0"),
             "https://graph.microsoft.com/.default"
         );
     }

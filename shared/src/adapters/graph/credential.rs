@@ -41,10 +41,12 @@ fn client_options(cfg: &AzureConfig, http: &reqwest::Client) -> ClientOptions {
 
 /// Builds the credential the configuration names. `resolved_secret` carries a secret that was
 /// fetched from Secrets Manager for [`CredentialSource::SecretArn`].
+/// `aws` is needed for [`CredentialSource::AwsWebIdentity`] only.
 pub fn build_credential(
     cfg: &AzureConfig,
     resolved_secret: Option<&str>,
     http: &reqwest::Client,
+    aws: Option<&aws_config::SdkConfig>,
 ) -> Result<Arc<dyn TokenCredential>, CredentialError> {
     let client_options = client_options(cfg, http);
     let bad = |variable: &'static str, e: azure_core::Error| CredentialError::Config {
@@ -98,6 +100,68 @@ pub fn build_credential(
                 .map_err(|e| bad("AZURE_FEDERATED_TOKEN_FILE", e))?;
             Ok(credential)
         }
+        CredentialSource::AwsWebIdentity => {
+            let aws = aws.ok_or_else(|| CredentialError::Config {
+                variable: "AZURE_FEDERATED_TOKEN_SOURCE",
+                problem: "aws-sts needs the AWS configuration, which was not loaded".into(),
+            })?;
+            let assertion = StsWebIdentityAssertion {
+                sts: aws_sdk_sts::Client::new(aws),
+            };
+            let options = ClientAssertionCredentialOptions { client_options };
+            let credential = ClientAssertionCredential::new(
+                cfg.tenant_id.clone(),
+                cfg.client_id.clone(),
+                assertion,
+                Some(options),
+            )
+            .map_err(|e| bad("AZURE_FEDERATED_TOKEN_SOURCE", e))?;
+            Ok(credential)
+        }
+    }
+}
+
+/// The audience Entra ID expects of a federated assertion.
+const TOKEN_EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
+
+/// A federated assertion issued by AWS STS for the function's own role: its `sub` is the
+/// role ARN, which the app registration's federated identity credential names. No secret
+/// exists anywhere.
+#[derive(Debug)]
+struct StsWebIdentityAssertion {
+    sts: aws_sdk_sts::Client,
+}
+
+#[async_trait::async_trait]
+impl ClientAssertion for StsWebIdentityAssertion {
+    async fn secret(&self, _: Option<ClientMethodOptions<'_>>) -> azure_core::Result<String> {
+        let answer = self
+            .sts
+            .get_web_identity_token()
+            .audience(TOKEN_EXCHANGE_AUDIENCE)
+            .signing_algorithm("RS256")
+            // Entra only needs it for the one token request it is sent with.
+            .duration_seconds(300)
+            .send()
+            .await
+            .map_err(|e| {
+                azure_core::Error::with_message(
+                    azure_core::error::ErrorKind::Credential,
+                    format!(
+                        "AWS STS GetWebIdentityToken failed: {}",
+                        aws_sdk_sts::error::DisplayErrorContext(&e)
+                    ),
+                )
+            })?;
+        answer
+            .web_identity_token()
+            .map(String::from)
+            .ok_or_else(|| {
+                azure_core::Error::with_message(
+                    azure_core::error::ErrorKind::Credential,
+                    "AWS STS GetWebIdentityToken answered without a token",
+                )
+            })
     }
 }
 

@@ -8,6 +8,6 @@ pub mod odata;
 pub mod retry;
 mod wire;
 
-pub use client::{GraphClient, GraphDirectory};
+pub use client::{GraphClient, GraphDirectory, graph_scope};
 pub use credential::{CredentialError, build_credential};
 pub use retry::RetryPolicy;
