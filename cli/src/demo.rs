@@ -381,7 +381,6 @@ impl Demo {
 }
 
 pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
-    let temp;
     let state: PathBuf = match &global.state {
         Some(dir) => {
             if dir.join("dev-tenant").join("state.json").exists() || dir.join("ledger").exists() {
@@ -392,13 +391,12 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
             }
             dir.clone()
         }
-        None => {
-            temp = tempfile::Builder::new()
-                .prefix("b2b-invites-demo-")
-                .tempdir()
-                .context("creating a temporary folder")?;
-            temp.path().to_path_buf()
-        }
+        // Kept afterwards, so the outbox's emails and the ledger can be looked at.
+        None => tempfile::Builder::new()
+            .prefix("b2b-invites-demo-")
+            .tempdir()
+            .context("creating a temporary folder")?
+            .keep(),
     };
     let tenant = DevTenant::start(DevTenantOptions {
         state_dir: state.join("dev-tenant"),
@@ -622,6 +620,10 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!(
         "{mails} invitation emails of our own in {outbox}; {} sent by Microsoft (delivery \"microsoft\")",
         control.sent_mail().len()
+    );
+    println!(
+        "state kept in {} (the dev tenant, the ledger, the outbox); remove it when done",
+        state.display()
     );
     if let Some(recorder) = &demo.ctx.recorder {
         print!("{}", recorder.render());

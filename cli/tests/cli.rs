@@ -66,12 +66,8 @@ async fn start_tenant(dir: &Path, seed: Seed, limit: Option<WriteLimit>) -> DevT
 
 #[test]
 fn demo_exits_zero_and_prints_the_report() {
-    let o = Command::new(env!("CARGO_BIN_EXE_b2b-invites"))
-        .arg("demo")
-        .env_remove("AZURE_TENANT_ID")
-        .env_remove("AZURE_CLIENT_ID")
-        .output()
-        .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let o = cli(state.path(), &["demo"]).output().unwrap();
     let (out, err) = text(&o);
     assert!(o.status.success(), "demo failed\n{out}\n{err}");
     for expected in [
