@@ -49,6 +49,7 @@ const CREDENTIAL_VARIABLES: &[&str] = &[
     "AZURE_CLIENT_SECRET_ARN",
     "AZURE_CLIENT_CERTIFICATE_PATH",
     "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_FEDERATED_TOKEN_SOURCE",
 ];
 
 /// Plaintext secrets and local-only settings: never in a deployed function's environment.
