@@ -9,6 +9,7 @@ use anyhow::{Context as _, bail};
 use azure_core::credentials::TokenCredential;
 use b2b::adapters::graph::{build_credential, graph_scope};
 use b2b::adapters::http::build_client;
+use b2b::app::runtime::Runtime;
 use b2b::config::{AzureConfig, CredentialSource, Env};
 use serde_json::Value;
 
@@ -21,16 +22,14 @@ pub struct GraphReader {
 
 impl GraphReader {
     /// `None` when the credential lives in Secrets Manager (the report then shows no groups).
-    pub fn from_env(env: &dyn Env) -> anyhow::Result<Option<GraphReader>> {
+    /// `runtime` lends its AWS configuration to the AWS STS federated credential.
+    pub fn from_env(env: &dyn Env, runtime: &Runtime) -> anyhow::Result<Option<GraphReader>> {
         let azure = AzureConfig::require(env)?;
-        if matches!(
-            azure.credential,
-            CredentialSource::SecretArn(_) | CredentialSource::AwsWebIdentity
-        ) {
+        if matches!(azure.credential, CredentialSource::SecretArn(_)) {
             return Ok(None);
         }
         let http = build_client(azure.extra_ca_certs.as_deref())?;
-        let credential = build_credential(&azure, None, &http, None)?;
+        let credential = build_credential(&azure, None, &http, runtime.aws.as_ref())?;
         let base = azure.graph_base_url.trim_end_matches('/').to_string();
         let scope = graph_scope(&base);
         Ok(Some(GraphReader {

@@ -339,7 +339,7 @@ pub async fn collect_with(
     groups: bool,
 ) -> anyhow::Result<Vec<GuestRow>> {
     let mut rows = collect(runtime).await?;
-    if groups && let Some(reader) = GraphReader::from_env(&ctx.env)? {
+    if groups && let Some(reader) = GraphReader::from_env(&ctx.env, runtime)? {
         let memberships = reader
             .memberships()
             .await
