@@ -13,7 +13,7 @@ use b2b::app::runtime::{Directories, Runtime};
 use b2b::domain::email::mask;
 use b2b::ports::directory::{
     AppRoleRef, Applied, Directory, DirectoryError, DirectoryUser, Group, GuestPage, Invitation,
-    InvitationRequest, UserPatch,
+    InvitationRequest, UserPatch, ensure_assignable,
 };
 use b2b::ports::ledger::{
     Checkpoint, Circuit, Claim, EventKey, EventRecord, GuestRecord, Ledger, LedgerError,
@@ -243,20 +243,7 @@ impl Directory for RecordingDirectory {
         user_id: &str,
     ) -> Result<Applied, DirectoryError> {
         // The same refusals a real run meets before it writes.
-        let group = self.inner.get_group(group_id).await?.ok_or_else(|| {
-            DirectoryError::permanent(
-                404,
-                "GroupNotFound",
-                format!("group {group_id} does not exist"),
-            )
-        })?;
-        if let Some(why) = group.refuses_manual_members() {
-            return Err(DirectoryError::permanent(
-                400,
-                "GroupRefusesMembers",
-                format!("group {group_id}: {why}"),
-            ));
-        }
+        ensure_assignable(self.inner.as_ref(), group_id).await?;
         self.recorder.record(
             "POST",
             format!("/groups/{group_id}/members/$ref"),

@@ -189,6 +189,29 @@ impl Group {
     }
 }
 
+/// Refuses, before any write, a group that does not exist or does not take members added
+/// through Graph (dynamic or synced).
+pub async fn ensure_assignable<D: Directory + ?Sized>(
+    directory: &D,
+    group_id: &str,
+) -> Result<(), DirectoryError> {
+    let group = directory.get_group(group_id).await?.ok_or_else(|| {
+        DirectoryError::permanent(
+            404,
+            "GroupNotFound",
+            format!("group {group_id} does not exist"),
+        )
+    })?;
+    match group.refuses_manual_members() {
+        Some(why) => Err(DirectoryError::permanent(
+            400,
+            "GroupRefusesMembers",
+            format!("group {group_id}: {why}"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// An app role on a resource service principal.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -80,15 +80,8 @@ pub fn build_credential(
                 &cfg.client_id,
                 &format!("{}/{}/oauth2/v2.0/token", cfg.authority_host, cfg.tenant_id),
             )?;
-            let options = ClientAssertionCredentialOptions { client_options };
-            let credential = ClientAssertionCredential::new(
-                cfg.tenant_id.clone(),
-                cfg.client_id.clone(),
-                assertion,
-                Some(options),
-            )
-            .map_err(|e| bad("AZURE_CLIENT_CERTIFICATE_PATH", e))?;
-            Ok(credential)
+            assertion_credential(cfg, assertion, client_options)
+                .map_err(|e| bad("AZURE_CLIENT_CERTIFICATE_PATH", e))
         }
         CredentialSource::FederatedTokenFile(path) => {
             let mut options = WorkloadIdentityCredentialOptions::default();
@@ -108,17 +101,24 @@ pub fn build_credential(
             let assertion = StsWebIdentityAssertion {
                 sts: aws_sdk_sts::Client::new(aws),
             };
-            let options = ClientAssertionCredentialOptions { client_options };
-            let credential = ClientAssertionCredential::new(
-                cfg.tenant_id.clone(),
-                cfg.client_id.clone(),
-                assertion,
-                Some(options),
-            )
-            .map_err(|e| bad("AZURE_FEDERATED_TOKEN_SOURCE", e))?;
-            Ok(credential)
+            assertion_credential(cfg, assertion, client_options)
+                .map_err(|e| bad("AZURE_FEDERATED_TOKEN_SOURCE", e))
         }
     }
+}
+
+fn assertion_credential<C: ClientAssertion + 'static>(
+    cfg: &AzureConfig,
+    assertion: C,
+    client_options: ClientOptions,
+) -> azure_core::Result<Arc<dyn TokenCredential>> {
+    let credential: Arc<dyn TokenCredential> = ClientAssertionCredential::new(
+        cfg.tenant_id.clone(),
+        cfg.client_id.clone(),
+        assertion,
+        Some(ClientAssertionCredentialOptions { client_options }),
+    )?;
+    Ok(credential)
 }
 
 /// The audience Entra ID expects of a federated assertion.

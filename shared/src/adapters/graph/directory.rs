@@ -13,7 +13,7 @@ use super::odata::{encode, literal, query, user_by_email_filter};
 use super::wire::{self, Page};
 use crate::ports::directory::{
     AppRoleRef, Applied, Directory, DirectoryError, DirectoryUser, Group, GuestPage, Invitation,
-    InvitationRequest, UserPatch,
+    InvitationRequest, UserPatch, ensure_assignable,
 };
 
 /// Only what the product reads: `$select` keeps answers (and request units) small.
@@ -231,20 +231,7 @@ impl Directory for GraphDirectory {
         group_id: &str,
         user_id: &str,
     ) -> Result<Applied, DirectoryError> {
-        let group = self.get_group(group_id).await?.ok_or_else(|| {
-            DirectoryError::permanent(
-                404,
-                "GroupNotFound",
-                format!("group {group_id} does not exist"),
-            )
-        })?;
-        if let Some(why) = group.refuses_manual_members() {
-            return Err(DirectoryError::permanent(
-                400,
-                "GroupRefusesMembers",
-                format!("group {group_id}: {why}"),
-            ));
-        }
+        ensure_assignable(self, group_id).await?;
         self.add_once(
             format!("/groups/{}/members/$ref", encode(group_id)),
             self.object_ref("directoryObjects", user_id),
