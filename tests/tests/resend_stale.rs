@@ -831,9 +831,12 @@ async fn resend_bad_sweep_configuration_stops_the_start_naming_the_variable() ->
     Ok(())
 }
 
-/// The sweep benchmark (bench/sweep runs it; not part of the test run): pending guests this
-/// product invited, 2% due for a reminder, 0.1% redeemed, the rest invited a day ago, under
-/// Graph's write limit. Prints one Markdown table row per size.
+/// The sweep benchmark (bench/sweep runs it; not part of the test run). Two scenarios per
+/// size, on the DynamoDB ledger (the local AWS emulator) as deployed, under Graph's write
+/// limit: `managed`, every pending guest invited by the product (a ledger record each), and
+/// `all`, `SCOPE=all` over pending guests the ledger does not know. Either way every 50th guest
+/// is due a reminder and the rest were invited a day ago; in `managed` every 1000th redeemed.
+/// Prints one Markdown table row per run.
 #[tokio::test]
 #[ignore = "benchmark: run through bench/sweep"]
 async fn bench_sweep() -> anyhow::Result<()> {
@@ -843,68 +846,82 @@ async fn bench_sweep() -> anyhow::Result<()> {
         .map(|s| s.trim().parse())
         .collect::<Result<_, _>>()
         .context("BENCH_SWEEP_SIZES: comma-separated guest counts")?;
+    let profile = match std::env::var("BENCH_SWEEP_PROFILE").as_deref() {
+        Ok("debug") => b2b_e2e::Profile::Debug,
+        Ok("release") | Err(_) => b2b_e2e::Profile::Release,
+        Ok(other) => bail!("BENCH_SWEEP_PROFILE: '{other}': expected release or debug"),
+    };
     println!(
-        "| guests | due (reminded) | redeemed (accepted) | seed time | sweep time | guests/s | Graph calls | calls per guest | Graph writes | peak RSS |"
+        "| scope | guests | ledger records | reminded | accepted | sweep time | guests/s | Graph calls | calls per guest | Graph writes | peak RSS |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for size in sizes {
-        // Graph's write limit (3,000 per 150 s) in the dev tenant; the client's own pacing
-        // (GRAPH_MAX_WRITES_PER_SECOND, default 15) as deployed.
-        let env = world().var("RUST_LOG", "warn").start().await?;
-        let control = env.control();
-        let seeding = std::time::Instant::now();
-        let (mut due, mut redeemed) = (0u64, 0u64);
-        {
-            let ledger = env.ledger().await?;
-            for i in 0..size {
-                let days = if i % 50 == 0 { 5 } else { 1 };
-                let guest = pending_guest(&control, &format!("guest{i:06}@bench.example"), days);
-                ledger
-                    .put_guest(&record(&guest, days, Delivery::Own))
-                    .await?;
-                if i % 1000 == 999 {
-                    control.redeem(&guest.user_id)?;
-                    redeemed += 1;
-                } else if days == 5 {
-                    due += 1;
+        for managed in [false, true] {
+            // The client paces writes at GRAPH_MAX_WRITES_PER_SECOND (default 15), as deployed.
+            let env = world()
+                .ledger(LedgerKind::Dynamo)
+                .profile(profile)
+                .var("RUST_LOG", "warn")
+                .var("SCOPE", if managed { "managed" } else { "all" })
+                .start()
+                .await?;
+            let control = env.control();
+            let (mut due, mut redeemed) = (0u64, 0u64);
+            {
+                let ledger = env.ledger().await?;
+                for i in 0..size {
+                    let days = if i % 50 == 0 { 5 } else { 1 };
+                    let guest =
+                        pending_guest(&control, &format!("guest{i:06}@bench.example"), days);
+                    if managed {
+                        ledger
+                            .put_guest(&record(&guest, days, Delivery::Own))
+                            .await?;
+                    }
+                    if managed && i % 1000 == 999 {
+                        control.redeem(&guest.user_id)?;
+                        redeemed += 1;
+                    } else if days == 5 {
+                        due += 1;
+                    }
                 }
             }
+            control.clear_requests();
+            let now = NOW.format(&Rfc3339)?;
+            let function = env.spawn_with("resend-stale", &[("B2B_NOW", &now)]).await?;
+            let started = std::time::Instant::now();
+            let answer = function
+                .invoke(scheduled_event(), Duration::from_secs(15 * 60))
+                .await;
+            let took = started.elapsed();
+            let peak_kib = function.peak_rss_kib()?;
+            let output = function.stop().await;
+            let summary = answer.map_err(|e| anyhow!("{e}\n{}", output.text()))?;
+            ensure!(
+                summary["complete"] == true
+                    && count(&summary, "reminded") == due
+                    && count(&summary, "accepted") == redeemed
+                    && count(&summary, "failed") == 0,
+                "{summary:#}"
+            );
+            // Graph calls only: the token endpoint is not Graph.
+            let requests: Vec<_> = control
+                .requests()
+                .into_iter()
+                .filter(|r| r.path.starts_with("/v1.0/"))
+                .collect();
+            let writes = requests.iter().filter(|r| r.is_write).count();
+            println!(
+                "| {} | {size} | {} | {due} | {redeemed} | {:.1} s | {:.0} | {} | {:.3} | {writes} | {:.1} MiB |",
+                if managed { "managed" } else { "all" },
+                if managed { size } else { 0 },
+                took.as_secs_f64(),
+                size as f64 / took.as_secs_f64(),
+                requests.len(),
+                requests.len() as f64 / size as f64,
+                peak_kib as f64 / 1024.0,
+            );
         }
-        let seed_time = seeding.elapsed();
-        control.clear_requests();
-        let now = NOW.format(&Rfc3339)?;
-        let function = env.spawn_with("resend-stale", &[("B2B_NOW", &now)]).await?;
-        let started = std::time::Instant::now();
-        let answer = function
-            .invoke(scheduled_event(), Duration::from_secs(15 * 60))
-            .await;
-        let took = started.elapsed();
-        let peak_kib = function.peak_rss_kib()?;
-        let output = function.stop().await;
-        let summary = answer.map_err(|e| anyhow!("{e}\n{}", output.text()))?;
-        ensure!(
-            summary["complete"] == true
-                && count(&summary, "reminded") == due
-                && count(&summary, "accepted") == redeemed
-                && count(&summary, "failed") == 0,
-            "{summary:#}"
-        );
-        // Graph calls only: the token endpoint is not Graph.
-        let requests: Vec<_> = control
-            .requests()
-            .into_iter()
-            .filter(|r| r.path.starts_with("/v1.0/"))
-            .collect();
-        let writes = requests.iter().filter(|r| r.is_write).count();
-        println!(
-            "| {size} | {due} | {redeemed} | {:.1} s | {:.1} s | {:.0} | {} | {:.3} | {writes} | {:.1} MiB |",
-            seed_time.as_secs_f64(),
-            took.as_secs_f64(),
-            size as f64 / took.as_secs_f64(),
-            requests.len(),
-            requests.len() as f64 / size as f64,
-            peak_kib as f64 / 1024.0,
-        );
     }
     Ok(())
 }

@@ -159,7 +159,7 @@ struct Run {
     tally: Mutex<Tally>,
     stopping: AtomicBool,
     expire_slots: AtomicU32,
-    seen: SeenFilter,
+    seen: Mutex<SeenFilter>,
     /// Invitations go out one at a time, each after checking the circuit, so that once Graph
     /// blocks the tenant not one more is sent; `true` once this run was admitted.
     invite_lock: tokio::sync::Mutex<bool>,
@@ -313,11 +313,11 @@ impl Sweep<'_> {
                 false
             }
         };
-        let mut run = Run {
+        let run = Run {
             tally: Mutex::new(Tally::default()),
             stopping: AtomicBool::new(false),
             expire_slots: AtomicU32::new(self.config.expire_max_per_run),
-            seen: SeenFilter::new(),
+            seen: Mutex::new(SeenFilter::new()),
             invite_lock: tokio::sync::Mutex::new(false),
             circuit_open_at_start,
         };
@@ -335,7 +335,7 @@ impl Sweep<'_> {
         };
         let resumed = saved.as_ref().is_some_and(|c| c.next_link.is_some());
         let started_at = saved.as_ref().map_or(self.now, |c| c.started_at);
-        let listing = self.list(&mut run, saved.and_then(|c| c.next_link)).await;
+        let listing = self.list(&run, saved.and_then(|c| c.next_link)).await;
         let mut error = listing.error;
         let mut complete = false;
         if listing.done {
@@ -395,7 +395,7 @@ impl Sweep<'_> {
     }
 
     /// Reads the pending guests page by page from `resume_from` and decides on each.
-    async fn list(&self, run: &mut Run, resume_from: Option<String>) -> Listing {
+    async fn list(&self, run: &Run, resume_from: Option<String>) -> Listing {
         let mut resuming = resume_from.is_some();
         // The link of the page being worked on; `None` is the first page.
         let mut current = resume_from.clone();
@@ -426,11 +426,10 @@ impl Sweep<'_> {
             };
             resuming = false;
             let listed = self.join(page.users, run).await;
-            let run_ref: &Run = run;
             let finished = stream::iter(listed)
                 .map(|guest| async move {
-                    let outcome = self.listed_guest(&guest, run_ref).await;
-                    run_ref.record(&guest.user, guest.key.as_deref(), outcome)
+                    let outcome = self.listed_guest(&guest, run).await;
+                    run.record(&guest.user, guest.key.as_deref(), outcome)
                 })
                 .buffer_unordered(CONCURRENT_GUESTS)
                 .fold(true, |all, done| async move { all && done })
@@ -443,9 +442,9 @@ impl Sweep<'_> {
     }
 
     /// Looks the page's guests up in the ledger, and notes the ledger guests seen pending.
-    async fn join(&self, users: Vec<DirectoryUser>, run: &mut Run) -> Vec<Listed> {
+    async fn join(&self, users: Vec<DirectoryUser>, run: &Run) -> Vec<Listed> {
         let ledger = self.ledger;
-        let mut listed: Vec<Listed> = stream::iter(users)
+        let listed: Vec<Listed> = stream::iter(users)
             .map(|user| async move {
                 let key = user
                     .mail
@@ -489,13 +488,15 @@ impl Sweep<'_> {
                 }
             })
             .collect();
-        for guest in &mut listed {
+        let mut seen = run.seen.lock().unwrap_or_else(|e| e.into_inner());
+        for guest in &listed {
             if let Some(r) = &guest.record
                 && r.state == GuestState::Pending
             {
-                run.seen.insert(&r.user_id);
+                seen.insert(&r.user_id);
             }
         }
+        drop(seen);
         listed
     }
 
@@ -646,6 +647,11 @@ impl Sweep<'_> {
             }
             if guest.record.is_none() {
                 self.adopt(user, key, delivery).await?;
+                // Listed pending: the ledger pass need not look it up.
+                run.seen
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(&user.id);
             }
             if !self
                 .ledger
@@ -820,14 +826,15 @@ impl Sweep<'_> {
     /// Guests who redeemed leave the pending listing: the ledger's pending guests the listing
     /// did not return are looked up one by one. `Ok(false)`: the deadline came first.
     async fn check_ledger_guests(&self, run: &Run) -> Result<bool, LedgerError> {
-        let unseen: Vec<(String, String)> = self
-            .ledger
-            .guests()
-            .await?
-            .into_iter()
-            .filter(|r| r.state == GuestState::Pending && !run.seen.contains(&r.user_id))
-            .map(|r| (r.email, r.user_id))
-            .collect();
+        let records = self.ledger.guests().await?;
+        let unseen: Vec<(String, String)> = {
+            let seen = run.seen.lock().unwrap_or_else(|e| e.into_inner());
+            records
+                .into_iter()
+                .filter(|r| r.state == GuestState::Pending && !seen.contains(&r.user_id))
+                .map(|r| (r.email, r.user_id))
+                .collect()
+        };
         let done = stream::iter(unseen)
             .map(|(key, user_id)| async move {
                 let (user, outcome) = self.unlisted_guest(&key, &user_id, run).await;
