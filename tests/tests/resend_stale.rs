@@ -630,7 +630,7 @@ async fn resend_stops_at_its_deadline_and_the_next_run_finishes_without_repeatin
     {
         let ledger = env.ledger().await?;
         for i in 0..1100 {
-            let is_due = (i < 999 && i % 200 == 0) || (i >= 1000 && i < 1060);
+            let is_due = (i < 999 && i % 200 == 0) || (1000..1060).contains(&i);
             let days = if is_due { 5 } else { 1 };
             let guest = pending_guest(&control, &format!("g{i:04}@litware.com"), days);
             ledger
