@@ -504,6 +504,32 @@ async fn guests_round_trip(ledger: Arc<dyn Ledger>) {
     assert_eq!(all, expected);
 }
 
+async fn guests_come_page_by_page(ledger: Arc<dyn Ledger>) {
+    for i in 0..23 {
+        ledger
+            .put_guest(&guest(&format!("page{i:02}@litware.com"), 0))
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = ledger.guests_page(after.as_deref(), 5).await.unwrap();
+        let Some(last) = page.last() else { break };
+        assert!(page.len() <= 5);
+        after = Some(last.email.clone());
+        seen.extend(page.into_iter().map(|g| g.email));
+        pages += 1;
+    }
+    assert_eq!(pages, 5, "5 + 5 + 5 + 5 + 3");
+    let mut expected: Vec<String> = (0..23).map(|i| format!("page{i:02}@litware.com")).collect();
+    expected.sort();
+    seen.sort();
+    assert_eq!(seen, expected, "every guest once");
+    assert!(ledger.guests_page(None, 0).await.unwrap().is_empty());
+}
+
 // ---- the two ledgers ------------------------------------------------------------------
 
 async fn emulator_client(test: &str) -> Option<aws_sdk_dynamodb::Client> {
@@ -565,6 +591,7 @@ contract!(
     checkpoints_round_trip,
     partners_round_trip,
     guests_round_trip,
+    guests_come_page_by_page,
 );
 
 // ---- adapter specifics ----------------------------------------------------------------

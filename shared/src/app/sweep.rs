@@ -40,6 +40,8 @@ pub const CHECKPOINT: &str = "resend-stale";
 /// Guests decided at once. Invitations still go out one at a time (see `Sweep::invite`) and
 /// writes are paced by the Graph client's limiter; this overlaps ledger reads and Graph
 /// latency.
+/// Ledger guests read at a time when looking for guests who redeemed.
+const LEDGER_PAGE: usize = 500;
 const CONCURRENT_GUESTS: usize = 8;
 
 /// No guest is started with less time than this left: its reminder (claim, invitation,
@@ -826,24 +828,36 @@ impl Sweep<'_> {
     /// Guests who redeemed leave the pending listing: the ledger's pending guests the listing
     /// did not return are looked up one by one. `Ok(false)`: the deadline came first.
     async fn check_ledger_guests(&self, run: &Run) -> Result<bool, LedgerError> {
-        let records = self.ledger.guests().await?;
-        let unseen: Vec<(String, String)> = {
-            let seen = run.seen.lock().unwrap_or_else(|e| e.into_inner());
-            records
-                .into_iter()
-                .filter(|r| r.state == GuestState::Pending && !seen.contains(&r.user_id))
-                .map(|r| (r.email, r.user_id))
-                .collect()
-        };
-        let done = stream::iter(unseen)
-            .map(|(key, user_id)| async move {
-                let (user, outcome) = self.unlisted_guest(&key, &user_id, run).await;
-                run.record(&user, Some(&key), outcome)
-            })
-            .buffer_unordered(CONCURRENT_GUESTS)
-            .fold(true, |all, done| async move { all && done })
-            .await;
-        Ok(done)
+        let mut after: Option<String> = None;
+        let mut all_done = true;
+        // Page by page, so memory stays flat however many guests the ledger holds.
+        loop {
+            let records = self
+                .ledger
+                .guests_page(after.as_deref(), LEDGER_PAGE)
+                .await?;
+            let Some(last) = records.last() else {
+                return Ok(all_done);
+            };
+            after = Some(last.email.clone());
+            let unseen: Vec<(String, String)> = {
+                let seen = run.seen.lock().unwrap_or_else(|e| e.into_inner());
+                records
+                    .into_iter()
+                    .filter(|r| r.state == GuestState::Pending && !seen.contains(&r.user_id))
+                    .map(|r| (r.email, r.user_id))
+                    .collect()
+            };
+            let done = stream::iter(unseen)
+                .map(|(key, user_id)| async move {
+                    let (user, outcome) = self.unlisted_guest(&key, &user_id, run).await;
+                    run.record(&user, Some(&key), outcome)
+                })
+                .buffer_unordered(CONCURRENT_GUESTS)
+                .fold(true, |all, done| async move { all && done })
+                .await;
+            all_done &= done;
+        }
     }
 
     async fn unlisted_guest(

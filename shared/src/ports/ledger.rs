@@ -231,6 +231,22 @@ pub trait Ledger: Send + Sync {
     async fn guest(&self, email: &str) -> Result<Option<GuestRecord>, LedgerError>;
     async fn put_guest(&self, guest: &GuestRecord) -> Result<(), LedgerError>;
     async fn guests(&self) -> Result<Vec<GuestRecord>, LedgerError>;
+    /// Up to `limit` guests in key order, after the guest `after` (exclusive): a sweep walks
+    /// the ledger page by page, so its memory does not grow with the tenant. An empty page
+    /// is the end. The default reads every guest; the stores override it.
+    async fn guests_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<GuestRecord>, LedgerError> {
+        let mut all = self.guests().await?;
+        all.sort_by(|a, b| a.email.cmp(&b.email));
+        Ok(all
+            .into_iter()
+            .filter(|g| after.is_none_or(|a| g.email.as_str() > a))
+            .take(limit)
+            .collect())
+    }
     /// Records a reminder only if the guest still has `seen_reminders` reminders, so two
     /// concurrent sweeps never remind the same guest twice. `false`: someone else did.
     async fn claim_reminder(

@@ -491,6 +491,43 @@ impl Ledger for DynamoLedger {
         self.query_docs(GUEST_PK, "guest record").await
     }
 
+    async fn guests_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<GuestRecord>, LedgerError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let what = "guest record";
+        let mut start = after.map(Self::guest_key);
+        let mut out = Vec::new();
+        // A query stops at 1 MB as well as at its limit: go on until the page is full or
+        // the partition ends.
+        loop {
+            let answer = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_values(":pk", s(GUEST_PK.to_string()))
+                .consistent_read(true)
+                .limit(i32::try_from(limit - out.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| classify(&e, &self.table, what))?;
+            for item in answer.items() {
+                out.push(doc(item, what)?);
+            }
+            match answer.last_evaluated_key() {
+                Some(last) if out.len() < limit => start = Some(last.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
     async fn claim_reminder(
         &self,
         email: &str,

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use redb::{Database, DatabaseError, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -360,6 +361,33 @@ impl Ledger for EmbeddedLedger {
 
     async fn guests(&self) -> Result<Vec<GuestRecord>, LedgerError> {
         self.run(|inner| inner.all(GUESTS, "guest record")).await
+    }
+
+    async fn guests_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<GuestRecord>, LedgerError> {
+        let after = after.map(guest_key);
+        self.run(move |inner| {
+            let txn = inner.db.begin_read().map_err(|e| inner.storage(e))?;
+            let table = txn.open_table(GUESTS).map_err(|e| inner.storage(e))?;
+            let range = match after.as_deref() {
+                Some(a) => table.range::<&str>((Bound::Excluded(a), Bound::Unbounded)),
+                None => table.range::<&str>(..),
+            }
+            .map_err(|e| inner.storage(e))?;
+            let mut out = Vec::new();
+            for entry in range.take(limit) {
+                let (key, value) = entry.map_err(|e| inner.storage(e))?;
+                out.push(decode(
+                    value.value(),
+                    &format!("guest record {}", mask(key.value())),
+                )?);
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn claim_reminder(
