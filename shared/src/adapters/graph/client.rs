@@ -153,12 +153,16 @@ impl GraphDirectory {
                         .writes
                         .acquire(self.deadline)
                         .await
-                        .map_err(|_| {
-                            DirectoryError::DeadlineExceeded(format!(
+                        .map_err(|e| match e.throttled_for {
+                            // Graph asked for the wait: the caller hears it as throttling.
+                            Some(wait) => DirectoryError::Throttled {
+                                retry_after: Some(wait),
+                            },
+                            None => DirectoryError::DeadlineExceeded(format!(
                                 "no write slot for {} {} in time",
                                 call.method,
                                 call.shown()
-                            ))
+                            )),
                         })?,
                 )
             } else {

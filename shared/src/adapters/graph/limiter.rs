@@ -27,7 +27,14 @@ pub struct WriteLimiter {
 
 /// Returned when the deadline would pass before a write could start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NoTimeLeft;
+pub struct NoTimeLeft {
+    /// Set when writes are held back by Graph's Retry-After: how long they still wait.
+    pub throttled_for: Option<Duration>,
+}
+
+const NO_TIME_LEFT: NoTimeLeft = NoTimeLeft {
+    throttled_for: None,
+};
 
 impl WriteLimiter {
     pub fn new(writes_per_second: u32) -> Arc<Self> {
@@ -60,7 +67,9 @@ impl WriteLimiter {
                 match w.paused_until {
                     Some(until) if until > Instant::now() => {
                         if until >= deadline {
-                            return Err(NoTimeLeft);
+                            return Err(NoTimeLeft {
+                                throttled_for: Some(until - Instant::now()),
+                            });
                         }
                         until
                     }
@@ -76,7 +85,7 @@ impl WriteLimiter {
             };
             let _ = tokio::time::timeout_at(wake_at, released).await;
             if Instant::now() >= deadline {
-                return Err(NoTimeLeft);
+                return Err(NO_TIME_LEFT);
             }
         }
         let permit = WritePermit {
@@ -84,7 +93,7 @@ impl WriteLimiter {
         };
         match tokio::time::timeout_at(deadline, self.rate.until_ready()).await {
             Ok(()) => Ok(permit),
-            Err(_) => Err(NoTimeLeft),
+            Err(_) => Err(NO_TIME_LEFT),
         }
     }
 
@@ -157,7 +166,7 @@ mod tests {
         l.throttled(None); // window 1
         let deadline = Instant::now() + Duration::from_millis(300);
         let first = l.acquire(deadline).await.unwrap();
-        assert_eq!(l.acquire(deadline).await.err(), Some(NoTimeLeft));
+        assert_eq!(l.acquire(deadline).await.err(), Some(NO_TIME_LEFT));
         drop(first);
         assert!(
             l.acquire(Instant::now() + Duration::from_secs(2))
@@ -171,6 +180,7 @@ mod tests {
         let l = WriteLimiter::new(10);
         l.throttled(Some(Duration::from_secs(60)));
         let r = l.acquire(Instant::now() + Duration::from_millis(200)).await;
-        assert_eq!(r.err(), Some(NoTimeLeft));
+        let wait = r.err().and_then(|e| e.throttled_for).unwrap();
+        assert!(wait > Duration::from_secs(59), "{wait:?}");
     }
 }
