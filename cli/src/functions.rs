@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use b2b::app::runtime::Runtime;
 use b2b::lambda::InvocationError;
 use b2b::lambda::event_function::EventFunction;
 use b2b::lambda::guest_inviter_request::GuestInviterRequest;
@@ -70,6 +71,15 @@ impl Built {
     }
 }
 
+/// Puts the dry-run recorder (when asked for) in front of the runtime's directory and
+/// ledger, and returns the ledger the function will write to.
+fn prepare(ctx: &Context, runtime: &mut Runtime) -> anyhow::Result<Arc<dyn Ledger>> {
+    if let Some(recorder) = &ctx.recorder {
+        recorder.apply(runtime)?;
+    }
+    Ok(Arc::clone(&runtime.ledger))
+}
+
 /// Builds a function's handler. The embedded ledger serves one holder at a time: drop the
 /// result before building the next.
 pub async fn build(ctx: &Context, function: Function) -> anyhow::Result<Built> {
@@ -83,10 +93,7 @@ pub async fn build(ctx: &Context, function: Function) -> anyhow::Result<Built> {
             let mut handler = EventFunction::from_env(function.name(), accepts, webhooks, &ctx.env)
                 .await
                 .with_context(|| start(function))?;
-            if let Some(recorder) = &ctx.recorder {
-                recorder.apply(&mut handler.runtime)?;
-            }
-            let ledger = Arc::clone(&handler.runtime.ledger);
+            let ledger = prepare(ctx, &mut handler.runtime)?;
             Ok(Built {
                 function,
                 handler: Box::new(handler),
@@ -97,10 +104,7 @@ pub async fn build(ctx: &Context, function: Function) -> anyhow::Result<Built> {
             let mut inner = ResendStale::from_env(&ctx.env)
                 .await
                 .with_context(|| start(function))?;
-            if let Some(recorder) = &ctx.recorder {
-                recorder.apply(&mut inner.runtime)?;
-            }
-            let ledger = Arc::clone(&inner.runtime.ledger);
+            let ledger = prepare(ctx, &mut inner.runtime)?;
             Ok(Built {
                 function,
                 handler: Box::new(LocalSweep(inner)),
@@ -111,10 +115,7 @@ pub async fn build(ctx: &Context, function: Function) -> anyhow::Result<Built> {
             let mut handler = GuestInviterRequest::from_env(&ctx.env)
                 .await
                 .with_context(|| start(function))?;
-            if let Some(recorder) = &ctx.recorder {
-                recorder.apply(&mut handler.runtime)?;
-            }
-            let ledger = Arc::clone(&handler.runtime.ledger);
+            let ledger = prepare(ctx, &mut handler.runtime)?;
             Ok(Built {
                 function,
                 handler: Box::new(handler),
