@@ -17,8 +17,9 @@ use time::format_description::well_known::Rfc3339;
 use crate::Global;
 use crate::dry_run::Recorder;
 
-/// The audience requester tokens carry when none is configured (local use only).
-pub const LOCAL_API_AUDIENCE: &str = "api://b2b-invites";
+/// The API requester tokens are for when none is configured (local use only): the client id
+/// of the dev tenant's API registration, the `aud` of the v2.0 tokens it mints.
+pub const LOCAL_API_AUDIENCE: &str = b2b_dev_tenant::API_CLIENT_ID;
 
 /// The file a serving `b2b-invites dev-tenant` leaves in its state folder, so that other
 /// commands talk to it instead of opening the same state a second time.
@@ -163,9 +164,12 @@ impl Context {
 
     /// Fills what local use needs and the process environment left out: an embedded
     /// ledger, an outbox for our own invitation emails, a webhook secret the runner signs
-    /// with, and an audience for requester tokens.
+    /// with, an audience for requester tokens, and leave to act as of `B2B_NOW`.
     fn local_defaults(&mut self) -> anyhow::Result<()> {
         let env = &mut self.env;
+        // The functions run here on someone's machine, never as the deployed service, so
+        // replays and forecasts as of another time are what B2B_NOW is for.
+        env.insert(b2b::clock::CLOCK_OVERRIDE_SWITCH.into(), "true".into());
         if env.var("LEDGER_TABLE").is_none() && env.var("LEDGER_PATH").is_none() {
             env.insert(
                 "LEDGER_PATH".into(),
@@ -183,6 +187,12 @@ impl Context {
         }
         if env.var("API_AUDIENCE").is_none() && !matches!(self.tenant, Tenant::Azure) {
             env.insert("API_AUDIENCE".into(), LOCAL_API_AUDIENCE.into());
+            if env.var("API_APP_ID_URI").is_none() {
+                env.insert(
+                    "API_APP_ID_URI".into(),
+                    b2b_dev_tenant::API_APP_ID_URI.into(),
+                );
+            }
         }
         Ok(())
     }

@@ -202,7 +202,7 @@ impl Demo {
         let answer = built.invoke(payload).await?;
         let mut records = Vec::new();
         for key in keys {
-            if let Some(r) = built.ledger.event(key).await? {
+            if let Some(r) = built.ledger.event(&key.scoped(function.name())).await? {
                 records.push(r);
             }
         }
@@ -211,10 +211,11 @@ impl Demo {
 
     /// Sends a CloudEvent the way its function normally receives it, and narrates the outcome.
     async fn send(&self, event: Value, via: &str) -> anyhow::Result<Vec<EventRecord>> {
-        let key = EventKey {
-            source: event["source"].as_str().unwrap_or_default().into(),
-            id: event["id"].as_str().unwrap_or_default().into(),
-        };
+        let key = EventKey::new(
+            "",
+            event["source"].as_str().unwrap_or_default(),
+            event["id"].as_str().unwrap_or_default(),
+        );
         let input = Input::recognise(event)?;
         let function = Function::for_event_type(match &input {
             Input::Event { event_type, .. } => event_type,
@@ -280,10 +281,11 @@ impl Demo {
             .cloned()
             .unwrap_or_else(|| crate::context::LOCAL_API_AUDIENCE.into());
         let token = control.mint_token(MintToken::new(user.id.clone(), audience))?;
-        let key = EventKey {
-            source: event["source"].as_str().unwrap_or_default().into(),
-            id: event["id"].as_str().unwrap_or_default().into(),
-        };
+        let key = EventKey::new(
+            "",
+            event["source"].as_str().unwrap_or_default(),
+            event["id"].as_str().unwrap_or_default(),
+        );
         let mut event = event;
         event["data"]["requestedBy"] = json!(user.id);
         let payload = aws::function_url_request(

@@ -81,6 +81,9 @@ pub async fn run(global: &Global, args: DevTenantArgs) -> anyhow::Result<ExitCod
     for (name, value) in tenant.env() {
         println!("export {name}={}", quoted(&value));
     }
+    // guest-inviter-request's bearer tokens: the tenant's API registration.
+    println!("export API_AUDIENCE={}", quoted(&tenant.api_client_id()));
+    println!("export API_APP_ID_URI={}", quoted(&tenant.api_app_id_uri()));
     let stopped = tokio::signal::ctrl_c().await;
     let _ = std::fs::remove_file(&server_file);
     tenant.shutdown().await;

@@ -330,6 +330,10 @@ impl Directory for RecordingDirectory {
     async fn verified_domains(&self) -> Result<Vec<String>, DirectoryError> {
         self.inner.verified_domains().await
     }
+
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.inner.deadline()
+    }
 }
 
 struct RecordingMailer {

@@ -34,6 +34,8 @@ use crate::context::{Context, LocalOptions};
 
 /// The ledger source of import rows; the id is a digest of the row's content.
 pub const IMPORT_SOURCE: &str = "b2b-invites:import";
+/// The ledger scope of imported rows: theirs alone, like each function's events.
+pub const IMPORT_SCOPE: &str = "import";
 /// The ledger type of import rows.
 const IMPORT_TYPE: &str = "import.row";
 /// How long a claimed row keeps another import off it.
@@ -167,10 +169,7 @@ impl Row {
             self.partner,
         ]);
         let digest = Sha256::digest(canonical.to_string().as_bytes());
-        EventKey {
-            source: IMPORT_SOURCE.into(),
-            id: hex::encode(&digest[..16]),
-        }
+        EventKey::new(IMPORT_SCOPE, IMPORT_SOURCE, hex::encode(&digest[..16]))
     }
 }
 

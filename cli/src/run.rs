@@ -243,7 +243,7 @@ pub async fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let mut events = Vec::new();
     for key in &keys {
-        if let Some(record) = built.ledger.event(key).await? {
+        if let Some(record) = built.ledger.event(&key.scoped(function.name())).await? {
             events.push(serde_json::to_value(record)?);
         }
     }

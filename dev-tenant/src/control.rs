@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::crypto::{self, SigningKey};
 use crate::directory::{ClientCertificate, Directory, FederatedCredential, FederatedKey};
+use crate::mint::MintToken;
 use crate::model::*;
 
 /// Graph's documented identity write quota per app and tenant.
@@ -60,6 +61,12 @@ pub enum FaultKind {
     Slow(Duration),
     /// Close the connection without sending any response.
     DropConnection,
+    /// Carry the request out completely (state changed, mail recorded, write counted),
+    /// then close the connection without sending the response.
+    AnswerLost,
+    /// 403 `Authorization_RequestDenied` "Insufficient privileges…", as when the app's
+    /// permission is missing or its consent was revoked. Graph routes only.
+    PermissionDenied,
     /// 403 on `POST /invitations` until `clear_abuse_block`, whatever `times` says.
     AbuseBlock,
 }
@@ -109,57 +116,6 @@ pub struct RequestLogEntry {
     pub at: OffsetDateTime,
 }
 
-/// A user access token for the product's own API (not for Graph), signed like Entra's.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct MintToken {
-    /// Id, UPN or mail of the user the token is about.
-    pub user_id: String,
-    pub audience: String,
-    /// `exp - iat`; negative makes an already expired token.
-    #[serde(with = "seconds")]
-    pub lifetime: time::Duration,
-    /// Offset of `nbf` from `iat`; positive makes a token not yet valid.
-    #[serde(with = "seconds")]
-    pub not_before: time::Duration,
-    /// Added to (or replacing) the standard claims.
-    pub extra_claims: serde_json::Map<String, Value>,
-}
-
-impl Default for MintToken {
-    fn default() -> Self {
-        MintToken {
-            user_id: String::new(),
-            audience: String::new(),
-            lifetime: time::Duration::hours(1),
-            not_before: time::Duration::ZERO,
-            extra_claims: serde_json::Map::new(),
-        }
-    }
-}
-
-impl MintToken {
-    pub fn new(user_id: impl Into<String>, audience: impl Into<String>) -> MintToken {
-        MintToken {
-            user_id: user_id.into(),
-            audience: audience.into(),
-            ..MintToken::default()
-        }
-    }
-}
-
-mod seconds {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &time::Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(d.as_seconds_f64())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<time::Duration, D::Error> {
-        Ok(time::Duration::seconds_f64(f64::deserialize(d)?))
-    }
-}
-
 #[derive(Default)]
 pub(crate) struct FaultState {
     pub queue: Vec<Fault>,
@@ -206,6 +162,7 @@ pub(crate) struct Inner {
     pub log: Mutex<VecDeque<RequestLogEntry>>,
     /// Graph tokens this process issued: `uti` -> (real issue time, lifetime).
     pub issued: Mutex<HashMap<String, (Instant, Duration)>>,
+    pub realities: crate::realities::Realities,
     pub authority: String,
     pub state_dir: PathBuf,
 }
@@ -250,6 +207,11 @@ impl Inner {
 
     pub fn issuer(&self, tenant_id: &str) -> String {
         format!("{}/{tenant_id}/v2.0", self.authority)
+    }
+
+    /// The issuer of v1.0 tokens: Entra's fixed STS name, whatever the authority host.
+    pub fn issuer_v1(&self, tenant_id: &str) -> String {
+        format!("https://sts.windows.net/{tenant_id}/")
     }
 
     pub fn sign(&self, header_typ: bool, claims: &Value) -> anyhow::Result<String> {
@@ -419,53 +381,9 @@ impl Control {
 
     // ---- tokens and keys ----
 
+    /// An access token for the product's API, as Entra ID would issue it (see [`MintToken`]).
     pub fn mint_token(&self, req: MintToken) -> anyhow::Result<String> {
-        let (tenant_id, client_id, user) = {
-            let dir = self.inner.dir();
-            let user = dir
-                .resolve_user(&req.user_id)
-                .cloned()
-                .ok_or_else(|| anyhow!("no user '{}' in the dev tenant", req.user_id))?;
-            (dir.tenant_id.clone(), dir.app.client_id.clone(), user)
-        };
-        let now = self.now().unix_timestamp();
-        let username = match user.user_type {
-            UserType::Guest => user
-                .mail
-                .clone()
-                .unwrap_or(user.user_principal_name.clone()),
-            UserType::Member => user.user_principal_name.clone(),
-        };
-        use sha2::Digest;
-        let sub = crypto::b64url(&sha2::Sha256::digest(
-            format!("{}|{}", user.id, req.audience).as_bytes(),
-        ));
-        let mut claims = json!({
-            "aud": req.audience,
-            "iss": self.inner.issuer(&tenant_id),
-            "iat": now,
-            "nbf": now + req.not_before.whole_seconds(),
-            "exp": now + req.lifetime.whole_seconds(),
-            "aio": crypto::b64url(&rand::random::<[u8; 24]>()),
-            "azp": client_id,
-            "azpacr": "0",
-            "name": user.display_name,
-            "oid": user.id,
-            "preferred_username": username,
-            "upn": user.user_principal_name,
-            "rh": "0.AAAA.",
-            "scp": "access_as_user",
-            "sub": sub,
-            "tid": tenant_id,
-            "uti": crypto::b64url(&rand::random::<[u8; 16]>()),
-            "ver": "2.0",
-        });
-        if let Value::Object(map) = &mut claims {
-            for (k, v) in req.extra_claims {
-                map.insert(k, v);
-            }
-        }
-        self.inner.sign(true, &claims)
+        crate::mint::mint(&self.inner, req)
     }
 
     /// Publishes a new signing key and signs with it; older keys stay published.
@@ -569,6 +487,16 @@ impl Control {
 
     pub fn client_secret(&self) -> String {
         self.inner.dir().app.client_secret.clone()
+    }
+
+    /// The client id of the API requesters' tokens are issued for (`API_AUDIENCE`).
+    pub fn api_client_id(&self) -> String {
+        self.inner.dir().api.client_id.clone()
+    }
+
+    /// The App ID URI of that API (`API_APP_ID_URI`): the `aud` of its v1.0 tokens.
+    pub fn api_app_id_uri(&self) -> String {
+        self.inner.dir().api.identifier_uri.clone()
     }
 
     pub fn authority_host(&self) -> String {

@@ -11,8 +11,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::control::{Control, Fault, FaultKind, FaultMatcher, Inner, MintToken, WriteLimit};
+use crate::control::{Control, Fault, FaultKind, FaultMatcher, Inner, WriteLimit};
 use crate::directory::FederatedKey;
+use crate::mint::MintToken;
 use crate::model::{NewGroup, NewUser};
 
 pub(crate) fn router() -> Router<Arc<Inner>> {
@@ -47,6 +48,7 @@ pub(crate) fn router() -> Router<Arc<Inner>> {
         .route("/clientCertificates", post(add_certificate))
         .route("/federatedCredentials", post(add_federated))
         .route("/save", post(save))
+        .merge(crate::realities::dev_routes())
 }
 
 fn control(inner: Arc<Inner>) -> Control {
@@ -70,6 +72,8 @@ async fn info(State(inner): State<Arc<Inner>>) -> Json<Value> {
         "tenantId": c.tenant_id(),
         "clientId": c.client_id(),
         "clientSecret": c.client_secret(),
+        "apiClientId": c.api_client_id(),
+        "apiAppIdUri": c.api_app_id_uri(),
         "authorityHost": inner.authority,
         "graphBaseUrl": format!("{}/v1.0", inner.authority),
         "caPemPath": inner.state_dir.join(crate::crypto::CA_FILE),
@@ -269,6 +273,8 @@ async fn inject(State(i): State<Arc<Inner>>, Json(f): Json<FaultBody>) -> Respon
             _ => return problem(StatusCode::BAD_REQUEST, "slow needs delaySeconds"),
         },
         "dropConnection" => FaultKind::DropConnection,
+        "answerLost" => FaultKind::AnswerLost,
+        "permissionDenied" => FaultKind::PermissionDenied,
         "abuseBlock" => FaultKind::AbuseBlock,
         other => {
             return problem(

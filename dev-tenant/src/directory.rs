@@ -1,6 +1,7 @@
 //! The tenant's directory: users with lookup indexes, groups, apps, roles and domains,
 //! and the rules Graph applies when they change.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 
@@ -47,6 +48,33 @@ pub struct AppRegistration {
     pub federated: Vec<FederatedCredential>,
 }
 
+/// The client id of the product's own API registration in every dev tenant. Fixed, unlike
+/// the other ids, so that local runs can name it in `API_AUDIENCE` before the tenant exists.
+pub const API_CLIENT_ID: &str = "6a1f3e52-9c4d-4b8e-a7f0-2d5b8c9e1f34";
+/// The App ID URI ("Expose an API") of that registration.
+pub const API_APP_ID_URI: &str = "api://b2b-invites";
+
+/// The app registration that exposes guest-inviter-request's API: requesters' tokens are
+/// issued for it (`aud` is its client id in v2.0 tokens, its App ID URI or client id in v1.0).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiRegistration {
+    pub client_id: String,
+    pub identifier_uri: String,
+    /// The delegated scope requesters' apps ask for.
+    pub scope: String,
+}
+
+impl Default for ApiRegistration {
+    fn default() -> Self {
+        ApiRegistration {
+            client_id: API_CLIENT_ID.to_string(),
+            identifier_uri: API_APP_ID_URI.to_string(),
+            scope: "access_as_user".to_string(),
+        }
+    }
+}
+
 /// Application permissions the app holds; they appear as `roles` in its Graph tokens.
 pub const APP_PERMISSIONS: &[&str] = &[
     "User.Invite.All",
@@ -65,6 +93,9 @@ pub struct Snapshot {
     pub tenant_id: String,
     pub initial_domain: String,
     pub app: AppRegistration,
+    /// Absent from state written before the API registration existed.
+    #[serde(default)]
+    pub api: ApiRegistration,
     pub clock_offset_seconds: i64,
     pub users: Vec<User>,
     pub groups: Vec<Group>,
@@ -80,6 +111,7 @@ pub struct Directory {
     pub tenant_id: String,
     pub initial_domain: String,
     pub app: AppRegistration,
+    pub api: ApiRegistration,
     users: BTreeMap<u64, User>,
     next_seq: u64,
     by_id: HashMap<String, u64>,
@@ -244,6 +276,7 @@ impl Directory {
             tenant_id,
             initial_domain,
             app,
+            api: ApiRegistration::default(),
             users: BTreeMap::new(),
             next_seq: 1,
             by_id: HashMap::new(),
@@ -261,6 +294,7 @@ impl Directory {
 
     pub fn from_snapshot(s: Snapshot) -> Directory {
         let mut d = Directory::new(s.tenant_id, s.initial_domain, s.app);
+        d.api = s.api;
         for u in s.users {
             d.insert_user(u);
         }
@@ -279,6 +313,7 @@ impl Directory {
             tenant_id: self.tenant_id.clone(),
             initial_domain: self.initial_domain.clone(),
             app: self.app.clone(),
+            api: self.api.clone(),
             clock_offset_seconds,
             users: self.users.values().cloned().collect(),
             groups: self.groups.clone(),
@@ -329,7 +364,9 @@ impl Directory {
     fn update_user<R>(&mut self, seq: u64, f: impl FnOnce(&mut User) -> R) -> R {
         let mut u = self.users.remove(&seq).expect("indexed user exists");
         self.unindex(seq, &u);
+        let before = crate::realities::Listed::of(&u);
         let r = f(&mut u);
+        crate::realities::note_change(before, &mut u);
         self.index(seq, &u);
         self.users.insert(seq, u);
         r
@@ -447,9 +484,9 @@ impl Directory {
             given_name: n.given_name,
             surname: n.surname,
             other_mails: if n.user_type == UserType::Guest {
-                mail.iter().cloned().collect()
+                mail.iter().cloned().chain(n.other_mails).collect()
             } else {
-                Vec::new()
+                n.other_mails
             },
             proxy_addresses: mail.iter().map(|m| format!("SMTP:{m}")).collect(),
             mail,
@@ -469,6 +506,7 @@ impl Directory {
             office_location: None,
             preferred_language: None,
             sponsors: Vec::new(),
+            history: Default::default(),
         };
         self.insert_user(user.clone());
         user
@@ -497,14 +535,15 @@ impl Directory {
         Ok(())
     }
 
-    /// Users matching `filter`, in directory order, after the `after` cursor.
-    /// Returns the page and the cursor to continue from when more remain.
-    pub fn list_users(
-        &self,
+    /// Users matching `filter`, in directory order, after the `after` cursor, each as
+    /// `view` shows it. Returns the page and the cursor to continue from when more remain.
+    pub fn list_users<'a>(
+        &'a self,
         filter: Option<&Expr>,
         after: u64,
         top: usize,
-    ) -> (Vec<&User>, Option<u64>) {
+        view: impl Fn(&'a User) -> Cow<'a, User>,
+    ) -> (Vec<Cow<'a, User>>, Option<u64>) {
         let candidates = filter.and_then(|f| self.candidates(f));
         let range = (Bound::Excluded(after), Bound::Unbounded);
         let iter: Box<dyn Iterator<Item = (u64, &User)> + '_> = match &candidates {
@@ -515,7 +554,8 @@ impl Directory {
         let mut last = after;
         let mut more = false;
         for (seq, u) in iter {
-            if filter.is_none_or(|f| f.matches(u)) {
+            let u = view(u);
+            if filter.is_none_or(|f| f.matches(u.as_ref())) {
                 if out.len() == top {
                     more = true;
                     break;
@@ -747,6 +787,7 @@ impl Directory {
             office_location: None,
             preferred_language: None,
             sponsors: req.sponsors.clone(),
+            history: crate::realities::UserHistory::invited_now(),
         };
         self.insert_user(user.clone());
         let redeem_url = self.new_redeem_url(&user.id);

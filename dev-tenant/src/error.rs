@@ -12,6 +12,8 @@ pub struct GraphError {
     pub headers: Vec<(&'static str, String)>,
     /// Extra `innerError` members (Graph's 429 body carries code/message/status there).
     pub inner_extra: Vec<(&'static str, String)>,
+    /// A refused write that must not use up the app's write limit.
+    pub uncounted: bool,
 }
 
 impl GraphError {
@@ -22,6 +24,7 @@ impl GraphError {
             message: message.into(),
             headers: Vec::new(),
             inner_extra: Vec::new(),
+            uncounted: false,
         }
     }
 
@@ -80,6 +83,11 @@ impl GraphError {
 
     pub fn header(mut self, name: &'static str, value: String) -> GraphError {
         self.headers.push((name, value));
+        self
+    }
+
+    pub fn not_counted(mut self) -> GraphError {
+        self.uncounted = true;
         self
     }
 }

@@ -15,6 +15,7 @@ use crate::directory::{Directory, InviteRequest, ObjectRef, payload_error};
 use crate::error::{GraphError, GraphResult};
 use crate::filter::{self, Expr, FilterError, Kind, Schema};
 use crate::model::*;
+use crate::realities;
 use crate::server::{decode_component, graph_time};
 
 const METADATA: &str = "https://graph.microsoft.com/v1.0/$metadata";
@@ -501,15 +502,16 @@ async fn list_users(
         .transpose()
         .map_err(filter_error)?;
     let after = q.cursor("u")?;
+    let view = realities::listing_view(&inner);
     let dir = inner.dir();
-    let (page, more) = dir.list_users(filter.as_ref(), after, top);
+    let (page, more) = dir.list_users(filter.as_ref(), after, top, &view);
     let values: Vec<Value> = page
         .iter()
         .map(|u| render_user(u, select.as_deref(), &dir.initial_domain))
         .collect();
     let total = (count && after == 0).then(|| {
         dir.users()
-            .filter(|u| filter.as_ref().is_none_or(|f| f.matches(*u)))
+            .filter(|u| filter.as_ref().is_none_or(|f| f.matches(view(u).as_ref())))
             .count()
     });
     drop(dir);
@@ -529,6 +531,7 @@ async fn get_user(
 ) -> GraphResult<Response> {
     let q = Query::parse(raw.as_deref())?;
     let select = parse_select(&q, USER_PROPS, "user")?;
+    realities::replicated(&inner, &[&id])?;
     let dir = inner.dir();
     let u = dir.user(&id).ok_or_else(|| GraphError::not_found(&id))?;
     let mut v = render_user(u, select.as_deref(), &dir.initial_domain);
@@ -549,6 +552,7 @@ async fn patch_user(
     Path(id): Path<String>,
     body: Bytes,
 ) -> GraphResult<StatusCode> {
+    realities::replicated(&inner, &[&id])?;
     let body = json_body(&body)?;
     inner.dir().patch_user(&id, &body)?;
     Ok(StatusCode::NO_CONTENT)
@@ -558,6 +562,7 @@ async fn delete_user(
     State(inner): State<Arc<Inner>>,
     Path(id): Path<String>,
 ) -> GraphResult<StatusCode> {
+    realities::replicated(&inner, &[&id])?;
     inner.dir().delete_user(&id)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -650,6 +655,7 @@ async fn add_sponsor(
 ) -> GraphResult<StatusCode> {
     let body = json_body(&body)?;
     let sponsor = reference_id(&body)?;
+    realities::replicated(&inner, &[&id, &sponsor])?;
     inner.dir().add_sponsor(&id, &sponsor)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -770,6 +776,7 @@ async fn invite(State(inner): State<Arc<Inner>>, body: Bytes) -> GraphResult<Res
         invited_user_id,
         sponsors,
     };
+    realities::cross_tenant(&inner, &email)?;
     let now = inner.now();
     let outcome = inner.dir().invite(req, now)?;
     let cc_json: Vec<Value> = cc_raw
@@ -912,6 +919,7 @@ async fn add_member(
 ) -> GraphResult<StatusCode> {
     let body = json_body(&body)?;
     let member = reference_id(&body)?;
+    realities::replicated_member(&inner, &member)?;
     inner.dir().add_group_member(&id, &member)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -1075,6 +1083,7 @@ async fn assign_app_role(
     let principal = required("principalId")?;
     let resource = required("resourceId")?;
     let role = required("appRoleId")?;
+    realities::replicated(&inner, &[&principal])?;
     let now = inner.now();
     let a = inner
         .dir()
@@ -1169,6 +1178,7 @@ async fn assign_role(State(inner): State<Arc<Inner>>, body: Bytes) -> GraphResul
             ));
         }
     };
+    realities::replicated(&inner, &[&principal])?;
     let r = inner
         .dir()
         .assign_directory_role(&role, &principal, &scope)?;

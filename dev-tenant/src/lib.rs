@@ -10,7 +10,9 @@ mod directory;
 mod error;
 mod filter;
 mod graph;
+mod mint;
 mod model;
+mod realities;
 mod server;
 mod token;
 
@@ -24,10 +26,9 @@ use rand::Rng;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use control::{
-    Control, Fault, FaultKind, FaultMatcher, MintToken, RequestLogEntry, WriteLimit,
-};
-pub use directory::FederatedKey;
+pub use control::{Control, Fault, FaultKind, FaultMatcher, RequestLogEntry, WriteLimit};
+pub use directory::{API_APP_ID_URI, API_CLIENT_ID, FederatedKey};
+pub use mint::{MintToken, TokenKind, TokenVersion};
 pub use model::*;
 
 use control::{FaultState, Inner, Limiter};
@@ -254,6 +255,7 @@ impl DevTenant {
             }),
             log: Mutex::new(VecDeque::new()),
             issued: Mutex::new(HashMap::new()),
+            realities: realities::Realities::default(),
             authority,
             state_dir: opts.state_dir.clone(),
         });
@@ -314,6 +316,16 @@ impl DevTenant {
 
     pub fn client_secret(&self) -> String {
         self.control.client_secret()
+    }
+
+    /// The client id of the API requesters' tokens are for: the value for `API_AUDIENCE`.
+    pub fn api_client_id(&self) -> String {
+        self.control.api_client_id()
+    }
+
+    /// The App ID URI of that API: the value for `API_APP_ID_URI`.
+    pub fn api_app_id_uri(&self) -> String {
+        self.control.api_app_id_uri()
     }
 
     /// The CA certificate clients must trust (`B2B_EXTRA_CA_CERTS`).

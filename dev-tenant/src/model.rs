@@ -86,6 +86,8 @@ pub struct User {
     pub preferred_language: Option<String>,
     /// Object ids (users or groups) of this user's sponsors, in the order added.
     pub sponsors: Vec<String>,
+    #[serde(skip)]
+    pub(crate) history: crate::realities::UserHistory,
 }
 
 /// What `Control::add_user` needs; everything else gets Graph's defaults.
@@ -112,6 +114,8 @@ pub struct NewUser {
     pub created_date_time: Option<OffsetDateTime>,
     /// Defaults to enabled.
     pub account_enabled: Option<bool>,
+    /// Further addresses, as users may add to their own profile; a guest's mail is always one.
+    pub other_mails: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -204,6 +204,7 @@ pub(crate) async fn front(
                     .path_prefix
                     .as_deref()
                     .is_none_or(|p| path.starts_with(p))
+                && (graph || f.kind != FaultKind::PermissionDenied)
         });
         pos.map(|i| {
             let kind = faults.queue[i].kind.clone();
@@ -224,14 +225,15 @@ pub(crate) async fn front(
         at: inner.now(),
     };
 
+    let kill = req.extensions().get::<ConnKill>().cloned();
+    // Graph authenticates before it authorizes: a missing permission shows only to a
+    // caller with a valid token.
+    let deny = fault == Some(FaultKind::PermissionDenied);
+    let lose_answer = fault == Some(FaultKind::AnswerLost);
     let early: Option<GraphError> = match fault {
         Some(FaultKind::DropConnection) => {
             inner.record(log_entry);
-            if let Some(kill) = req.extensions().get::<ConnKill>() {
-                kill.0.notify_one();
-            }
-            // The connection task drops this future together with the connection.
-            return std::future::pending().await;
+            return hang_up(kill).await;
         }
         Some(FaultKind::Slow(d)) => {
             tokio::time::sleep(d).await;
@@ -259,8 +261,14 @@ pub(crate) async fn front(
                 "The service is temporarily unavailable. Please retry later.",
             ))
         }
-        Some(FaultKind::AbuseBlock) | None => None,
+        Some(FaultKind::AbuseBlock)
+        | Some(FaultKind::AnswerLost)
+        | Some(FaultKind::PermissionDenied)
+        | None => None,
     };
+
+    // The write admitted against the limit, to take back if the handler says it does not count.
+    let mut admitted: Option<(String, Instant)> = None;
 
     let early = match early {
         Some(e) => Some(e),
@@ -270,13 +278,22 @@ pub(crate) async fn front(
                 let blocked = method == Method::POST
                     && path.trim_end_matches('/') == "/v1.0/invitations"
                     && inner.faults().abuse_block;
-                if blocked {
+                if deny {
+                    Some(GraphError::denied(
+                        "Insufficient privileges to complete the operation.",
+                    ))
+                } else if blocked {
                     Some(GraphError::denied(
                         "Invitations are blocked for this tenant due to suspicious activity. Contact Microsoft support to have the block reviewed.",
                     ))
                 } else {
                     let throttled = if is_write {
-                        inner.limiter().admit(&caller.app_id, Instant::now()).err()
+                        let at = Instant::now();
+                        let refused = inner.limiter().admit(&caller.app_id, at).err();
+                        if refused.is_none() {
+                            admitted = Some((caller.app_id.clone(), at));
+                        }
+                        refused
                     } else {
                         None
                     };
@@ -301,6 +318,14 @@ pub(crate) async fn front(
         Some(e) => e.into_response(),
         None => next.run(req).await,
     };
+    if let Some((app, at)) = &admitted
+        && resp
+            .extensions()
+            .get::<GraphError>()
+            .is_some_and(|e| e.uncounted)
+    {
+        crate::realities::refund_write(&inner, app, *at);
+    }
 
     let now = inner.now();
     if graph {
@@ -349,9 +374,23 @@ pub(crate) async fn front(
             ),
         );
     }
+    if lose_answer {
+        // The work is done; only the answer never reaches the client (status 0 in the log).
+        inner.record(log_entry);
+        return hang_up(kill).await;
+    }
     log_entry.status = resp.status().as_u16();
     inner.record(log_entry);
     resp
+}
+
+/// Closes the connection the request arrived on without writing a response.
+async fn hang_up(kill: Option<ConnKill>) -> Response {
+    if let Some(kill) = kill {
+        kill.0.notify_one();
+    }
+    // The connection task drops this future together with the connection.
+    std::future::pending().await
 }
 
 fn authenticate(inner: &Inner, req: &Request) -> Result<Caller, GraphError> {

@@ -25,7 +25,7 @@ pub const GRAPH_AUDIENCE: &str = "https://graph.microsoft.com";
 const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 const EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
-/// Seconds a Graph token lives, as Entra reports it.
+/// Seconds a Graph token lives, as Entra reports it, unless `set_token_lifetime` says otherwise.
 const TOKEN_SECONDS: i64 = 3599;
 /// Clock skew tolerated on client assertions.
 const ASSERTION_LEEWAY: i64 = 300;
@@ -199,6 +199,18 @@ fn issue(inner: &Inner, tenant: &str, headers: &HeaderMap, body: &[u8]) -> Resul
                 ),
             ));
         }
+        // Entra checks the secret's value first: only a correct but expired secret earns 7000222.
+        if inner.realities.secret_expired() {
+            return Err(aad(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                7000222,
+                format!(
+                    "The provided client secret keys for app '{}' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds.",
+                    app.client_id
+                ),
+            ));
+        }
         "1"
     } else if let Some(assertion) = field("client_assertion") {
         if field("client_assertion_type") != Some(ASSERTION_TYPE) {
@@ -221,13 +233,17 @@ fn issue(inner: &Inner, tenant: &str, headers: &HeaderMap, body: &[u8]) -> Resul
     };
 
     let now = inner.now().unix_timestamp();
+    let lifetime = inner
+        .realities
+        .token_lifetime()
+        .map_or(TOKEN_SECONDS, |d| d.as_secs() as i64);
     let uti = crypto::b64url(&rand::random::<[u8; 16]>());
     let claims = json!({
         "aud": GRAPH_AUDIENCE,
         "iss": format!("https://sts.windows.net/{tenant_id}/"),
         "iat": now,
         "nbf": now,
-        "exp": now + TOKEN_SECONDS,
+        "exp": now + lifetime,
         "aio": crypto::b64url(&rand::random::<[u8; 24]>()),
         "app_displayname": app.display_name,
         "appid": app.client_id,
@@ -259,15 +275,12 @@ fn issue(inner: &Inner, tenant: &str, headers: &HeaderMap, body: &[u8]) -> Resul
             let now = Instant::now();
             issued.retain(|_, (at, life)| now.duration_since(*at) < *life);
         }
-        issued.insert(
-            uti,
-            (Instant::now(), Duration::from_secs(TOKEN_SECONDS as u64)),
-        );
+        issued.insert(uti, (Instant::now(), Duration::from_secs(lifetime as u64)));
     }
     Ok(json!({
         "token_type": "Bearer",
-        "expires_in": TOKEN_SECONDS,
-        "ext_expires_in": TOKEN_SECONDS,
+        "expires_in": lifetime,
+        "ext_expires_in": lifetime,
         "access_token": token,
     }))
 }

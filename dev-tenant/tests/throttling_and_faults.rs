@@ -326,7 +326,7 @@ async fn control_over_http() {
     let minted: Value = env
         .http
         .post(format!("{base}/_dev/tokens"))
-        .json(&json!({"userId": id, "audience": "api://b2b-invites", "lifetime": 600}))
+        .json(&json!({"userId": id, "version": "1.0", "audience": "api://b2b-invites", "lifetime": 600}))
         .send()
         .await
         .unwrap()

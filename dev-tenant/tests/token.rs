@@ -242,19 +242,19 @@ async fn graph_rejects_missing_foreign_and_expired_tokens() {
     let (s, _, _) = env.graph(&forged, Method::GET, "/users", None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 
-    // A tenant-signed token for another audience, and one already expired on the dev clock.
+    // A tenant-signed token for another audience (the product's API), and one already
+    // expired on the dev clock.
     let c = env.tenant.control();
     let member = c.users()[0].id.clone();
-    let wrong_aud = c
-        .mint_token(MintToken::new(&member, "api://b2b-invites"))
-        .unwrap();
+    let wrong_aud = c.mint_token(MintToken::new(&member, "")).unwrap();
     let (s, _, v) = env.graph(&wrong_aud, Method::GET, "/users", None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert!(v["error"]["message"].as_str().unwrap().contains("audience"));
     let expired = c
         .mint_token(MintToken {
             lifetime: time::Duration::seconds(-60),
-            ..MintToken::new(&member, "https://graph.microsoft.com")
+            // Graph's delegated tokens are v1.0, named by its resource URI.
+            ..MintToken::v1(&member, "https://graph.microsoft.com")
         })
         .unwrap();
     let (s, _, _) = env.graph(&expired, Method::GET, "/users", None).await;
@@ -309,13 +309,13 @@ async fn discovery_publishes_keys_that_verify_minted_tokens_and_rotation() {
     let token = c
         .mint_token(MintToken {
             extra_claims: serde_json::from_value(json!({"roles": ["Inviter"]})).unwrap(),
-            ..MintToken::new(&user.id, "api://b2b-invites")
+            ..MintToken::new(&user.id, "")
         })
         .unwrap();
     let kid = jsonwebtoken::decode_header(&token).unwrap().kid.unwrap();
     let jwk = set.find(&kid).unwrap();
     let mut val = jsonwebtoken::Validation::new(Algorithm::RS256);
-    val.set_audience(&["api://b2b-invites"]);
+    val.set_audience(&[env.tenant.api_client_id()]);
     val.set_issuer(&[format!("{base}/{tid}/v2.0")]);
     // The dev clock starts at real time, so the library's own exp check applies.
     let data = jsonwebtoken::decode::<Value>(
@@ -333,9 +333,7 @@ async fn discovery_publishes_keys_that_verify_minted_tokens_and_rotation() {
     let set = fetch().await;
     assert_eq!(set.keys.len(), 2);
     assert!(set.find(&new_kid).is_some() && set.find(&kid).is_some());
-    let token2 = c
-        .mint_token(MintToken::new(&user.id, "api://b2b-invites"))
-        .unwrap();
+    let token2 = c.mint_token(MintToken::new(&user.id, "")).unwrap();
     assert_eq!(
         jsonwebtoken::decode_header(&token2).unwrap().kid.unwrap(),
         new_kid
@@ -344,6 +342,135 @@ async fn discovery_publishes_keys_that_verify_minted_tokens_and_rotation() {
     let set = fetch().await;
     assert_eq!(set.keys.len(), 1);
     assert!(set.find(&kid).is_none());
+}
+
+/// The claims of a minted token, signature unchecked (the test above checks signatures).
+fn claims_of(token: &str) -> Value {
+    use base64::Engine;
+    let part = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn minted_tokens_are_only_the_kinds_entra_issues() {
+    let env = common::start().await;
+    let c = env.tenant.control();
+    let tid = env.tenant.tenant_id();
+    let v2_issuer = format!("{}/{tid}/v2.0", env.tenant.authority_host());
+    let v1_issuer = format!("https://sts.windows.net/{tid}/");
+    let api = env.tenant.api_client_id();
+    assert_eq!(api, b2b_dev_tenant::API_CLIENT_ID);
+    assert_eq!(env.tenant.api_app_id_uri(), "api://b2b-invites");
+    let user = c.users()[0].clone();
+
+    // v2.0: always the API's client id, the v2.0 issuer, a delegated scope.
+    let v2 = claims_of(&c.mint_token(MintToken::new(&user.id, "")).unwrap());
+    assert_eq!(v2["ver"], "2.0");
+    assert_eq!(v2["aud"], api);
+    assert_eq!(v2["iss"], v2_issuer);
+    assert_eq!(v2["scp"], "access_as_user");
+    assert_eq!(v2["oid"], user.id);
+    assert!(
+        v2.get("idtyp").is_none() && v2.get("roles").is_none(),
+        "{v2}"
+    );
+
+    // v1.0: the App ID URI (or the client id) and the STS issuer.
+    let v1 = claims_of(&c.mint_token(MintToken::v1(&user.id, "")).unwrap());
+    assert_eq!(v1["ver"], "1.0");
+    assert_eq!(v1["aud"], "api://b2b-invites");
+    assert_eq!(v1["iss"], v1_issuer);
+    assert_eq!(v1["scp"], "access_as_user");
+    assert_eq!(v1["appid"], env.tenant.client_id());
+    assert!(v1.get("preferred_username").is_none(), "{v1}");
+    let v1 = claims_of(&c.mint_token(MintToken::v1(&user.id, &api)).unwrap());
+    assert_eq!(v1["aud"], api);
+
+    // App-only: the app's service principal, roles, no scope, no user.
+    let sp = c
+        .service_principals()
+        .into_iter()
+        .find(|s| s.app_id == env.tenant.client_id())
+        .unwrap();
+    for (version, issuer) in [
+        (b2b_dev_tenant::TokenVersion::V2, &v2_issuer),
+        (b2b_dev_tenant::TokenVersion::V1, &v1_issuer),
+    ] {
+        let app = claims_of(
+            &c.mint_token(MintToken::app_only(version, &["Invitations.Request.All"]))
+                .unwrap(),
+        );
+        assert_eq!(&app["iss"], issuer);
+        assert_eq!(app["idtyp"], "app");
+        assert_eq!(app["roles"], json!(["Invitations.Request.All"]));
+        assert_eq!(app["oid"], sp.id);
+        assert_eq!(app["sub"], sp.id);
+        for user_claim in ["scp", "name", "upn", "preferred_username", "unique_name"] {
+            assert!(app.get(user_claim).is_none(), "{user_claim} in {app}");
+        }
+    }
+
+    // Combinations Entra never issues are refused...
+    for audience in ["api://b2b-invites", "https://graph.microsoft.com", "b2b"] {
+        let e = c
+            .mint_token(MintToken::new(&user.id, audience))
+            .unwrap_err();
+        assert!(e.to_string().contains("v2.0"), "{audience}: {e}");
+    }
+    let e = c
+        .mint_token(MintToken {
+            user_id: user.id.clone(),
+            ..MintToken::app_only(b2b_dev_tenant::TokenVersion::V2, &[])
+        })
+        .unwrap_err();
+    assert!(e.to_string().contains("app-only"), "{e}");
+    // ...unless forged on purpose: extraClaims replace claims, null removes one.
+    let forged = claims_of(
+        &c.mint_token(MintToken {
+            extra_claims: serde_json::from_value(json!({"aud": "api://b2b-invites", "scp": null}))
+                .unwrap(),
+            ..MintToken::new(&user.id, "")
+        })
+        .unwrap(),
+    );
+    assert_eq!(forged["aud"], "api://b2b-invites");
+    assert_eq!(forged["ver"], "2.0");
+    assert!(forged.get("scp").is_none(), "{forged}");
+
+    // The same rules through the control route.
+    let base = env.tenant.authority_host();
+    let mint = |body: Value| {
+        let http = env.http.clone();
+        let url = format!("{base}/_dev/tokens");
+        async move {
+            let r = http.post(url).json(&body).send().await.unwrap();
+            (r.status(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, v) = mint(json!({"userId": user.id, "version": "1.0"})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(claims_of(v["token"].as_str().unwrap())["iss"], v1_issuer);
+    let (status, v) = mint(json!({"kind": "app", "roles": ["Invitations.Request.All"]})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(claims_of(v["token"].as_str().unwrap())["idtyp"], "app");
+    let (status, v) = mint(json!({"userId": user.id, "audience": "api://b2b-invites"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    let info: Value = env
+        .http
+        .get(format!("{base}/_dev/info"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["apiClientId"], api);
+    assert_eq!(info["apiAppIdUri"], "api://b2b-invites");
 }
 
 fn assertion(header: Header, claims: &Value, key_pem: &str) -> String {

@@ -4,12 +4,17 @@
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::clock::Clock;
 use crate::domain::access::Access;
 use crate::ports::directory::Delivery;
+
+mod api_audience;
+mod redact;
+mod webhook;
+
+pub use api_audience::ApiAudience;
+pub use webhook::{MIN_WEBHOOK_SECRET, WebhookSecrets, split_secrets, webhook_secrets};
 
 /// Every variable the loader reads. The infra template is cross-checked against this list.
 pub const VARIABLES: &[&str] = &[
@@ -33,9 +38,11 @@ pub const VARIABLES: &[&str] = &[
     "LEDGER_PATH",
     "CIRCUIT_PROBE_AFTER",
     "B2B_NOW",
+    "B2B_ALLOW_CLOCK_OVERRIDE",
     "WEBHOOK_SECRETS",
     "WEBHOOK_SECRETS_ARN",
     "API_AUDIENCE",
+    "API_APP_ID_URI",
     "ALLOWED_DOMAINS",
     "BLOCKED_DOMAINS",
     "ACCESS_RULES",
@@ -88,8 +95,9 @@ impl<S: std::hash::BuildHasher> Env for std::collections::HashMap<String, String
     }
 }
 
-/// How the app proves its identity to Entra ID.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How the app proves its identity to Entra ID. `Debug` is written by hand: it never shows
+/// the secret.
+#[derive(Clone, PartialEq, Eq)]
 pub enum CredentialSource {
     Secret(String),
     /// A Secrets Manager ARN holding the secret.
@@ -332,13 +340,7 @@ impl Settings {
             mail: MailConfig::from_env(env)?,
             ledger: LedgerLocation::from_env(env)?,
             circuit_probe_after: duration_or(env, "CIRCUIT_PROBE_AFTER", "6h")?,
-            clock: match env.var("B2B_NOW") {
-                Some(v) => Clock::Fixed(
-                    OffsetDateTime::parse(&v, &Rfc3339)
-                        .map_err(|e| ConfigError::new("B2B_NOW", format!("not RFC 3339: {e}")))?,
-                ),
-                None => Clock::System,
-            },
+            clock: Clock::from_env(env)?,
             domains: DomainPolicy {
                 allowed: domain_list(env, "ALLOWED_DOMAINS")?,
                 blocked: domain_list(env, "BLOCKED_DOMAINS")?,
@@ -346,44 +348,6 @@ impl Settings {
             access_rules,
         })
     }
-}
-
-/// Webhook secrets (SPEC section 4): several, for rotation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WebhookSecrets {
-    Values(Vec<String>),
-    Arn(String),
-}
-
-impl WebhookSecrets {
-    pub fn from_env(env: &dyn Env) -> Result<Option<Self>, ConfigError> {
-        if let Some(values) = env.var("WEBHOOK_SECRETS") {
-            let secrets = split_secrets(&values);
-            if secrets.is_empty() {
-                return Err(ConfigError::new("WEBHOOK_SECRETS", "no secret given"));
-            }
-            if secrets.iter().any(|s| s.len() < 16) {
-                return Err(ConfigError::new(
-                    "WEBHOOK_SECRETS",
-                    "each secret must be at least 16 characters",
-                ));
-            }
-            return Ok(Some(WebhookSecrets::Values(secrets)));
-        }
-        env.var("WEBHOOK_SECRETS_ARN")
-            .map(|arn| arn_of("WEBHOOK_SECRETS_ARN", arn).map(WebhookSecrets::Arn))
-            .transpose()
-    }
-}
-
-/// Comma-separated secrets, as stored in the variable or in Secrets Manager.
-pub fn split_secrets(values: &str) -> Vec<String> {
-    values
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect()
 }
 
 /// What resend-stale does with guests still pending after `EXPIRE_AFTER`.

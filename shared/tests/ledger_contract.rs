@@ -33,10 +33,7 @@ fn secs(n: i64) -> time::Duration {
 }
 
 fn key(source: &str, id: &str) -> EventKey {
-    EventKey {
-        source: source.into(),
-        id: id.into(),
-    }
+    EventKey::new("test", source, id)
 }
 
 fn record(key: &EventKey) -> EventRecord {
@@ -78,6 +75,7 @@ fn guest(email: &str, reminders: u32) -> GuestRecord {
         last_reminded_at: None,
         state: GuestState::Pending,
         mailed_at: Some(T0),
+        missing_since: None,
     }
 }
 
@@ -714,7 +712,7 @@ async fn ledger_dynamodb_table_schema_and_ttl() {
             .key(
                 "pk",
                 aws_sdk_dynamodb::types::AttributeValue::S(
-                    "EVENT#https://contracts.example/crm".into(),
+                    "EVENT#test|https://contracts.example/crm".into(),
                 ),
             )
             .key(

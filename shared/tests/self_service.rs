@@ -25,7 +25,8 @@ use tempfile::TempDir;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
-const AUDIENCE: &str = "api://b2b-invites";
+/// The dev tenant's API registration: v2.0 tokens name its client id.
+const AUDIENCE: &str = b2b_dev_tenant::API_CLIENT_ID;
 const SECRET: &str = "whsec-self-service-4f1e2d3c";
 const SOURCE: &str = "urn:partner-portal";
 
@@ -220,10 +221,7 @@ async fn self_service_inviter_invites_three_colleagues_inline() {
         .handler
         .runtime
         .ledger
-        .event(&EventKey {
-            source: SOURCE.into(),
-            id: "r-1".into(),
-        })
+        .event(&EventKey::new("guest-inviter-request", SOURCE, "r-1"))
         .await
         .unwrap()
         .unwrap();
@@ -293,7 +291,8 @@ async fn entra_token_faults_are_401_and_invite_nobody() {
         ),
         (
             "another audience",
-            mint(&|m| m.audience = "api://someone-else".into()),
+            // A sound token for another API (its client id).
+            mint(&|m| m.audience = "0f9d4c1e-3a2b-4c5d-8e7f-6a5b4c3d2e1f".into()),
             "aud",
         ),
         (
@@ -439,8 +438,10 @@ async fn self_service_refusals_are_403_recorded_and_change_nothing() {
             "requestedBy",
         ),
     ];
+    let mut refusals = Vec::new();
     for (what, body, names) in cases {
         let (status, _, problem) = w.with_token(&token, &body).await;
+        refusals.push(problem.clone());
         assert_eq!(status, 403, "{what}: {problem}");
         assert!(
             problem["detail"].as_str().unwrap().contains(names),
@@ -449,26 +450,32 @@ async fn self_service_refusals_are_403_recorded_and_change_nothing() {
     }
     assert_eq!(w.invitations(), 0);
     assert!(w.tenant.control().user("ann@litware.com").is_none());
-    let record = w
-        .handler
-        .runtime
-        .ledger
-        .event(&EventKey {
-            source: SOURCE.into(),
-            id: "r-5".into(),
-        })
+    let ledger = &w.handler.runtime.ledger;
+    let named = EventKey::new("guest-inviter-request", SOURCE, "r-5");
+    assert!(
+        ledger.event(&named).await.unwrap().is_none(),
+        "the refusal took the request's key"
+    );
+    let problem = refusals
+        .iter()
+        .find(|p| p["request"] == named.to_string())
+        .expect("a problem names r-5");
+    let (source, id) = problem["record"].as_str().unwrap().split_once('#').unwrap();
+    let record = ledger
+        .event(&EventKey::new("guest-inviter-request", source, id))
         .await
         .unwrap()
-        .unwrap();
+        .expect("the refusal is recorded under the HTTP request's key");
     assert_eq!(record.status, EventStatus::Rejected);
     assert_eq!(record.actor.as_deref(), Some(w.sam.as_str()));
     assert_eq!(record.outcomes.len(), 2);
     assert!(record.reason.unwrap().contains("bob@fabrikam.com"));
 
-    // A refused id cannot be reused.
+    // A refused request never took its id: the corrected request with the same id is done.
     let body = request("r-5", &w.sam, &["ann@litware.com".into()], None);
-    let (status, _, problem) = w.with_token(&token, &body).await;
-    assert_eq!(status, 409, "{problem}");
+    let (status, _, answer) = w.with_token(&token, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["outcomes"][0]["result"], "invited", "{answer}");
 }
 
 #[tokio::test]
@@ -523,10 +530,7 @@ async fn self_service_large_requests_are_queued_and_done_exactly_once() {
     let body = request("r-11", &w.sam, &colleagues(60), None);
     let deadline = Instant::now() + Duration::from_secs(300);
     let caller = Caller::Token { oid: w.sam.clone() };
-    let fallback = EventKey {
-        source: "test".into(),
-        id: "f".into(),
-    };
+    let fallback = EventKey::new("guest-inviter-request", "test", "f");
     let answer = service
         .submit(&caller, body.as_bytes(), fallback.clone(), deadline)
         .await
@@ -569,10 +573,11 @@ async fn self_service_large_requests_are_queued_and_done_exactly_once() {
         .handler
         .runtime
         .ledger
-        .event(&EventKey {
-            source: PART_SOURCE.into(),
-            id: format!("{request_id}/part-1"),
-        })
+        .event(&EventKey::new(
+            "guest-inviter-request",
+            PART_SOURCE,
+            format!("{request_id}/part-1"),
+        ))
         .await
         .unwrap()
         .unwrap();
@@ -584,10 +589,7 @@ async fn self_service_large_requests_are_queued_and_done_exactly_once() {
     let processed = service
         .process_part(
             foreign.as_bytes(),
-            EventKey {
-                source: "queue".into(),
-                id: "m-1".into(),
-            },
+            EventKey::new("guest-inviter-request", "queue", "m-1"),
             deadline,
         )
         .await
@@ -639,10 +641,7 @@ async fn self_service_throttling_is_waited_out_or_answered_429_and_left_open() {
         .runtime
         .ledger
         .claim_event(
-            &EventKey {
-                source: SOURCE.into(),
-                id: "r-14".into(),
-            },
+            &EventKey::new("guest-inviter-request", SOURCE, "r-14"),
             Duration::from_secs(60),
             OffsetDateTime::now_utc(),
         )

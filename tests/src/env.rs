@@ -153,6 +153,8 @@ impl TestEnvBuilder {
         vars.push(("MAIL_FROM".into(), MAIL_FROM.into()));
         vars.push(("WEBHOOK_SECRETS".into(), WEBHOOK_SECRETS.join(",")));
         vars.push(("RUST_LOG".into(), "info".into()));
+        // Tests act as of other times (`now`, or B2B_NOW per process through spawn_with).
+        vars.push((b2b::clock::CLOCK_OVERRIDE_SWITCH.into(), "true".into()));
         if let Some(now) = self.now {
             vars.push(("B2B_NOW".into(), now.format(&Rfc3339)?));
         }

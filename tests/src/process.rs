@@ -66,6 +66,26 @@ pub struct Output {
 }
 
 impl Output {
+    /// Lines that name an email address in full. Logs must mask every address (`s***@x.com`),
+    /// so any such line is a leak: checked for every function process of every end-to-end test
+    /// when the process is stopped or dropped.
+    pub fn unmasked_addresses(&self) -> Vec<&str> {
+        self.stdout
+            .iter()
+            .chain(&self.stderr)
+            .map(String::as_str)
+            .filter(|line| {
+                line.split(|c: char| !(c.is_alphanumeric() || "._%+-'#!$&*?^`~@".contains(c)))
+                    .filter_map(|word| word.rsplit_once('@'))
+                    .any(|(local, domain)| {
+                        let domain = domain.trim_end_matches(['.', '-']);
+                        let masked = local.chars().count() == 4 && local.ends_with("***");
+                        !local.is_empty() && domain.contains('.') && !masked
+                    })
+            })
+            .collect()
+    }
+
     /// Every line, stdout first.
     pub fn text(&self) -> String {
         let mut all = self.stdout.join("\n");
@@ -244,12 +264,27 @@ impl FunctionProcess {
         tokio::time::sleep(Duration::from_millis(50)).await;
         self.output()
     }
+
+    /// Fails the test when the process logged an address in full.
+    fn assert_no_address_logged(&self) {
+        let output = self.output();
+        let leaks = output.unmasked_addresses();
+        assert!(
+            leaks.is_empty(),
+            "{} logged email addresses in full:\n{}",
+            self.name,
+            leaks.join("\n")
+        );
+    }
 }
 
 impl Drop for FunctionProcess {
     fn drop(&mut self) {
         if let Some(kill) = self.kill.take() {
             let _ = kill.send(());
+        }
+        if !std::thread::panicking() {
+            self.assert_no_address_logged();
         }
     }
 }
@@ -270,4 +305,26 @@ fn capture<R: AsyncRead + Unpin + Send + 'static>(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Output;
+
+    #[test]
+    fn addresses_in_full_are_found_and_masked_ones_are_not() {
+        let output = Output {
+            stdout: vec![
+                r#"{"level":"WARN","invitee":"k***@litware.com","reason":"ok"}"#.into(),
+                r#"{"level":"WARN","reason":"kim.wu@litware.com: domain not allowed"}"#.into(),
+            ],
+            stderr: vec![
+                "user root@localhost, guest ann_litware.com#EXT#@contoso.onmicrosoft.com".into(),
+            ],
+        };
+        let leaks = output.unmasked_addresses();
+        assert_eq!(leaks.len(), 2, "{leaks:?}");
+        assert!(leaks[0].contains("kim.wu@"));
+        assert!(leaks[1].contains("#EXT#@"));
+    }
 }

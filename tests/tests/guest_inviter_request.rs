@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use b2b::ports::ledger::{EventKey, EventStatus};
-use b2b_dev_tenant::{MintToken, UserType};
+use b2b_dev_tenant::{API_APP_ID_URI, API_CLIENT_ID, MintToken, TokenVersion, UserType};
 use b2b_e2e::checks::{
     batch_failures, group_id, http_answer, invitation_posts, logs_are_clean, user_id,
 };
@@ -18,7 +18,9 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 const INVOKE_TIMEOUT: Duration = Duration::from_secs(120);
-const AUDIENCE: &str = "api://b2b-invites-e2e";
+/// The dev tenant's API registration: v2.0 tokens name its client id, v1.0 tokens its App ID
+/// URI ([`API_APP_ID_URI`], configured as well).
+const AUDIENCE: &str = API_CLIENT_ID;
 const PORTAL: &str = "urn:litware:partner-portal";
 const FUNCTION: &str = "guest-inviter-request";
 
@@ -123,6 +125,7 @@ async fn environment(ledger: LedgerKind) -> anyhow::Result<TestEnv> {
     TestEnv::builder()
         .ledger(ledger)
         .var("API_AUDIENCE", AUDIENCE)
+        .var("API_APP_ID_URI", API_APP_ID_URI)
         .start()
         .await
 }
@@ -183,10 +186,7 @@ async fn guest_inviter_invites_three_colleagues_with_a_valid_token() -> anyhow::
     let output = function.stop().await;
     let ledger = env.ledger().await?;
     let record = ledger
-        .event(&EventKey {
-            source: PORTAL.into(),
-            id: "req-1".into(),
-        })
+        .event(&EventKey::new("guest-inviter-request", PORTAL, "req-1"))
         .await?
         .context("the request left no record")?;
     ensure!(record.status == EventStatus::Completed, "{record:?}");
@@ -248,9 +248,43 @@ async fn guest_inviter_refuses_bad_tokens_with_401_and_invites_nobody() -> anyho
             "not valid before",
         ),
         (
-            "for another audience",
-            mint(&|m| m.audience = "api://another-api".into())?,
+            "for another API (its client id)",
+            mint(&|m| m.audience = "0f9d4c1e-3a2b-4c5d-8e7f-6a5b4c3d2e1f".into())?,
             "aud",
+        ),
+        (
+            // Entra never issues it; forged with the tenant's key.
+            "v2.0 naming the App ID URI",
+            mint(&|m| {
+                m.extra_claims.insert("aud".into(), json!(API_APP_ID_URI));
+            })?,
+            "aud",
+        ),
+        (
+            "v1.0 with the v2.0 issuer",
+            mint(&|m| {
+                m.version = TokenVersion::V1;
+                m.audience = API_APP_ID_URI.into();
+                let v2_issuer =
+                    format!("{}/{}/v2.0", control.authority_host(), control.tenant_id());
+                m.extra_claims.insert("iss".into(), json!(v2_issuer));
+            })?,
+            "iss",
+        ),
+        (
+            "app-only",
+            control.mint_token(MintToken::app_only(
+                TokenVersion::V2,
+                &["Invitations.Request.All"],
+            ))?,
+            "app-only",
+        ),
+        (
+            "without scp",
+            mint(&|m| {
+                m.extra_claims.insert("scp".into(), Value::Null);
+            })?,
+            "no scp",
         ),
         (
             "from another issuer",
@@ -288,12 +322,27 @@ async fn guest_inviter_refuses_bad_tokens_with_401_and_invites_nobody() -> anyho
     );
     ensure!(control.user("colleague1@litware.com").is_none(), "invited");
 
-    // The same request with a sound token goes through.
+    // The same request with a sound token goes through: v2.0 for the client id...
     let (status, _, answer) = call(&function, bearer(&valid, &body)).await?;
     ensure!(status == 200, "status {status}: {answer}");
     ensure!(invitation_posts(&control).len() == 1, "invitations");
+    // ...and v1.0 for the App ID URI.
+    let v1 = control.mint_token(MintToken::v1("sam@litware.com", API_APP_ID_URI))?;
+    let body = request(
+        "req-2-v1",
+        "sam@litware.com",
+        &["colleague2@litware.com".into()],
+        None,
+    );
+    let (status, _, answer) = call(&function, bearer(&v1, &body)).await?;
+    ensure!(status == 200, "v1.0 token: status {status}: {answer}");
+    ensure!(invitation_posts(&control).len() == 2, "invitations");
     let output = function.stop().await;
-    logs_are_clean(&output, &[&valid], &["colleague1@litware.com"])?;
+    logs_are_clean(
+        &output,
+        &[&valid, &v1],
+        &["colleague1@litware.com", "colleague2@litware.com"],
+    )?;
     Ok(())
 }
 
@@ -348,10 +397,7 @@ async fn guest_inviter_signature_mode_refuses_forged_stale_and_missing_signature
     let ledger = env.ledger().await?;
     ensure!(
         ledger
-            .event(&EventKey {
-                source: PORTAL.into(),
-                id: "req-3".into()
-            })
+            .event(&EventKey::new("guest-inviter-request", PORTAL, "req-3"))
             .await?
             .context("no record")?
             .actor
@@ -421,8 +467,10 @@ async fn guest_inviter_refuses_what_the_partner_may_not_ask_and_bad_bodies() -> 
             "not JSON",
         ),
     ];
+    let mut refusals = Vec::new();
     for (what, body, expected, names) in &cases {
         let (status, content_type, problem) = call(&function, bearer(&sam, body)).await?;
+        refusals.push(problem.clone());
         ensure!(status == *expected, "{what}: status {status}: {problem}");
         ensure!(
             content_type == "application/problem+json",
@@ -456,14 +504,25 @@ async fn guest_inviter_refuses_what_the_partner_may_not_ask_and_bad_bodies() -> 
     ensure!(control.user("ann@litware.com").is_none(), "ann was invited");
     function.stop().await;
 
-    // Every refusal is recorded with its requester and reason.
+    // Every refusal is recorded with its requester and reason, under the HTTP request's own
+    // key (the problem's `record`), never under the key the request named.
     let ledger = env.ledger().await?;
     for id in ["req-4", "req-5", "req-6", "req-8"] {
+        let named = EventKey::new(FUNCTION, PORTAL, id);
+        ensure!(
+            ledger.event(&named).await?.is_none(),
+            "{id}: a refusal took the request's key"
+        );
+        let problem = refusals
+            .iter()
+            .find(|p| p["request"] == named.to_string())
+            .with_context(|| format!("{id}: no problem names the request"))?;
+        let (source, record_id) = problem["record"]
+            .as_str()
+            .and_then(|r| r.split_once('#'))
+            .with_context(|| format!("{id}: no record in {problem}"))?;
         let record = ledger
-            .event(&EventKey {
-                source: PORTAL.into(),
-                id: id.into(),
-            })
+            .event(&EventKey::new(FUNCTION, source, record_id))
             .await?
             .with_context(|| format!("{id} left no record"))?;
         ensure!(record.status == EventStatus::Rejected, "{id}: {record:?}");
@@ -616,10 +675,11 @@ async fn guest_inviter_queues_300_invitees_and_invites_each_exactly_once() -> an
     let mut recorded = 0;
     for n in 1..=messages.len() {
         let part = ledger
-            .event(&EventKey {
-                source: "guest-inviter-request".into(),
-                id: format!("{request_id}/part-{n}"),
-            })
+            .event(&EventKey::new(
+                "guest-inviter-request",
+                "guest-inviter-request",
+                format!("{request_id}/part-{n}"),
+            ))
             .await?
             .with_context(|| format!("part {n} left no record"))?;
         ensure!(part.status == EventStatus::Completed, "part {n}: {part:?}");
@@ -627,10 +687,7 @@ async fn guest_inviter_queues_300_invitees_and_invites_each_exactly_once() -> an
     }
     ensure!(recorded == 300, "{recorded} per-invitee results recorded");
     let request = ledger
-        .event(&EventKey {
-            source: PORTAL.into(),
-            id: "req-300".into(),
-        })
+        .event(&EventKey::new("guest-inviter-request", PORTAL, "req-300"))
         .await?
         .context("the request left no record")?;
     ensure!(request.status == EventStatus::Accepted, "{request:?}");

@@ -59,6 +59,7 @@ const NEVER_IN_THE_CLOUD: &[&str] = &[
     "LEDGER_PATH",
     "OUTBOX_DIR",
     "B2B_NOW",
+    "B2B_ALLOW_CLOCK_OVERRIDE",
     "B2B_EXTRA_CA_CERTS",
 ];
 

@@ -167,10 +167,7 @@ async fn partner_with_two_contacts_and_one_inviter_is_onboarded_once() -> anyhow
         partner.inviters
     );
     let record = ledger
-        .event(&EventKey {
-            source: SOURCE.into(),
-            id: "contract-2".into(),
-        })
+        .event(&EventKey::new("partner-signed", SOURCE, "contract-2"))
         .await?
         .context("the second signing left no ledger record")?;
     ensure!(
@@ -204,10 +201,7 @@ fn one_contact_partner(partner: &str, email: &str, groups: &[&str]) -> Value {
 }
 
 fn event_key(id: &str) -> EventKey {
-    EventKey {
-        source: SOURCE.into(),
-        id: id.into(),
-    }
+    EventKey::new("partner-signed", SOURCE, id)
 }
 
 #[tokio::test]
@@ -387,10 +381,11 @@ async fn in_a_batch_only_the_valid_message_acts_and_the_others_are_recorded_as_r
     );
     // A body too broken to name its event is recorded under the queue and message id.
     let broken = ledger
-        .event(&EventKey {
-            source: b2b_e2e::events::QUEUE_ARN.into(),
-            id: "m-11".into(),
-        })
+        .event(&EventKey::new(
+            "partner-signed",
+            b2b_e2e::events::QUEUE_ARN,
+            "m-11",
+        ))
         .await?
         .context("the malformed message left no record")?;
     ensure!(
@@ -764,10 +759,11 @@ async fn hr_record_invites_the_worker_with_manager_details_and_rule_access() -> 
     let event = env
         .ledger()
         .await?
-        .event(&EventKey {
-            source: "urn:hr:workday".into(),
-            id: "E-1042".into(),
-        })
+        .event(&EventKey::new(
+            "hr-record-added",
+            "urn:hr:workday",
+            "E-1042",
+        ))
         .await?
         .context("the HR record left no ledger record")?;
     ensure!(

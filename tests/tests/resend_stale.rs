@@ -66,6 +66,7 @@ fn record(guest: &Guest, days: i64, delivery: Delivery) -> GuestRecord {
         last_reminded_at: None,
         state: GuestState::Pending,
         mailed_at: Some(NOW - time::Duration::days(days)),
+        missing_since: None,
     }
 }
 
@@ -825,6 +826,35 @@ async fn resend_bad_sweep_configuration_stops_the_start_naming_the_variable() ->
             .stderr
             .iter()
             .any(|l| l.starts_with("configuration: EXPIRE_AFTER")),
+        "{}",
+        output.text()
+    );
+    Ok(())
+}
+
+/// `B2B_NOW` moves the clock that tokens and signatures are checked against: without the
+/// explicit local switch the function refuses to start rather than act as of another time.
+#[tokio::test]
+async fn resend_b2b_now_without_the_clock_switch_stops_the_start() -> anyhow::Result<()> {
+    let env = world().start().await?;
+    let mut vars: Vec<(String, String)> = env
+        .vars()
+        .iter()
+        .filter(|(name, _)| name != b2b::clock::CLOCK_OVERRIDE_SWITCH)
+        .cloned()
+        .collect();
+    vars.push(("B2B_NOW".into(), "2027-01-02T03:04:05Z".into()));
+    let function = b2b_e2e::FunctionProcess::spawn("resend-stale", &vars).await?;
+    if function.ready(Duration::from_secs(30)).await.is_ok() {
+        bail!("resend-stale started with B2B_NOW but without the clock switch");
+    }
+    let output = function.stop().await;
+    ensure!(
+        output
+            .stderr
+            .iter()
+            .any(|l| l.starts_with("configuration: B2B_NOW")
+                && l.contains(b2b::clock::CLOCK_OVERRIDE_SWITCH)),
         "{}",
         output.text()
     );

@@ -186,10 +186,7 @@ async fn forged_and_replayed_signatures_are_refused_with_401_and_change_nothing(
     );
     let ledger = env.ledger().await?;
     let forged_effect = ledger
-        .event(&EventKey {
-            source: SOURCE.into(),
-            id: "contract-61".into(),
-        })
+        .event(&EventKey::new("partner-signed", SOURCE, "contract-61"))
         .await?;
     ensure!(
         forged_effect.is_none(),
@@ -197,10 +194,7 @@ async fn forged_and_replayed_signatures_are_refused_with_401_and_change_nothing(
     );
     ensure!(
         ledger
-            .event(&EventKey {
-                source: SOURCE.into(),
-                id: "contract-60".into()
-            })
+            .event(&EventKey::new("partner-signed", SOURCE, "contract-60"))
             .await?
             .context("the genuine request left no record")?
             .outcomes

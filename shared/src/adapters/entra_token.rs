@@ -1,6 +1,15 @@
 //! Entra ID bearer tokens of requesters (SPEC section 2, guest.invite.requested): RS256
 //! signatures checked against the signing keys the tenant publishes in its OpenID
-//! configuration, then issuer, audience and lifetime.
+//! configuration, then issuer and audience as Entra pairs them, lifetime, and that the token
+//! speaks for a signed-in user.
+//!
+//! Entra issues two formats with the same keys, chosen by the API's
+//! `accessTokenAcceptedVersion`: v2.0 (`ver` 2.0, issuer `.../{tid}/v2.0` from the metadata,
+//! `aud` always the API's client id) and v1.0 (`ver` 1.0, issuer
+//! `https://sts.windows.net/{tid}/`, `aud` the App ID URI or the client id). Each is
+//! accepted only with its own issuer and audiences: a v2.0 token naming the App ID URI is
+//! not one Entra issued. App-only tokens (`idtyp` app, `roles`, no `scp`) are refused, as
+//! the requester must be a person.
 //!
 //! The keys are fetched once and cached. A token naming a key id we do not hold triggers a
 //! refresh (Entra rotates keys without notice), but at most once per
@@ -20,6 +29,7 @@ use time::OffsetDateTime;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use crate::config::ApiAudience;
 use crate::error::{Classify, FailureClass};
 
 /// Allowed clock difference between Entra ID and us, either way, for `exp` and `nbf`.
@@ -44,10 +54,21 @@ pub enum TokenError {
     Expired { expired_at: i64 },
     #[error("bearer token: not valid before {not_before} (unix seconds)")]
     NotYetValid { not_before: i64 },
-    #[error("bearer token: aud is not this API's audience (API_AUDIENCE)")]
+    #[error(
+        "bearer token: aud is not this API (v2.0 tokens name API_AUDIENCE, the client id; \
+         v1.0 tokens API_AUDIENCE or API_APP_ID_URI)"
+    )]
     WrongAudience,
-    #[error("bearer token: iss is not this tenant's issuer")]
-    WrongIssuer,
+    #[error("bearer token: iss is not this tenant's issuer for a v{0} token")]
+    WrongIssuer(&'static str),
+    #[error("bearer token: ver '{0}' is not an Entra ID access token version (1.0 or 2.0)")]
+    UnknownVersion(String),
+    #[error(
+        "bearer token: app-only token (idtyp app, no scp); a signed-in user's token is required"
+    )]
+    AppOnly,
+    #[error("bearer token: no scp claim; a signed-in user's delegated token is required")]
+    NoScope,
     #[error("bearer token: signed by key '{0}', which the tenant does not publish")]
     UnknownKey(String),
     #[error("bearer token: alg '{0}' is not accepted; only RS256")]
@@ -85,6 +106,12 @@ struct Claims {
     exp: Option<Value>,
     nbf: Option<Value>,
     name: Option<String>,
+    ver: Option<Value>,
+    iss: Option<Value>,
+    aud: Option<Value>,
+    scp: Option<Value>,
+    roles: Option<Value>,
+    idtyp: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -98,9 +125,41 @@ struct KeySet {
     keys: Vec<Value>,
 }
 
+/// The issuer of each token version, as the tenant's metadata names it.
+#[derive(Clone)]
+struct Issuers {
+    v2: String,
+    /// `None` when the v2.0 issuer does not name the tenant id: v1.0 tokens are then refused.
+    v1: Option<String>,
+}
+
+impl Issuers {
+    fn from_metadata(v2: String) -> Issuers {
+        // The metadata's issuer is `{authority}/{tid}/v2.0` whether the tenant was named by
+        // id or by domain; v1.0 tokens name the same tenant id under Entra's fixed STS name.
+        let tid = url::Url::parse(&v2).ok().and_then(|url| {
+            let segments: Vec<&str> = url.path_segments()?.filter(|s| !s.is_empty()).collect();
+            match segments.as_slice() {
+                [tid, "v2.0"] if is_guid(tid) => Some(tid.to_ascii_lowercase()),
+                _ => None,
+            }
+        });
+        if tid.is_none() {
+            tracing::warn!(
+                issuer = %v2,
+                "the v2.0 issuer names no tenant id: v1.0 tokens will be refused"
+            );
+        }
+        Issuers {
+            v1: tid.map(|tid| format!("https://sts.windows.net/{tid}/")),
+            v2,
+        }
+    }
+}
+
 /// What was fetched last.
 struct Keys {
-    issuer: String,
+    issuers: Issuers,
     by_kid: HashMap<String, DecodingKey>,
     fetched_at: Instant,
 }
@@ -112,23 +171,23 @@ struct Cache {
     last_unknown_refresh: Option<Instant>,
 }
 
-/// Validates requester tokens for one tenant and audience.
+/// Validates requester tokens for one tenant and API.
 pub struct EntraTokenValidator {
     http: reqwest::Client,
     metadata_url: String,
-    audience: String,
+    audience: ApiAudience,
     cache: Mutex<Cache>,
 }
 
 impl EntraTokenValidator {
     /// `authority_host` as `AZURE_AUTHORITY_HOST`, `tenant` as `AZURE_TENANT_ID`,
-    /// `audience` as `API_AUDIENCE`. `http` should be the shared client (`http::build_client`),
-    /// so the same extra roots are trusted.
+    /// `audience` from `API_AUDIENCE` and `API_APP_ID_URI`. `http` should be the shared client
+    /// (`http::build_client`), so the same extra roots are trusted.
     pub fn new(
         http: reqwest::Client,
         authority_host: &str,
         tenant: &str,
-        audience: &str,
+        audience: &ApiAudience,
     ) -> EntraTokenValidator {
         EntraTokenValidator {
             http,
@@ -136,7 +195,7 @@ impl EntraTokenValidator {
                 "{}/{tenant}/v2.0/.well-known/openid-configuration",
                 authority_host.trim_end_matches('/')
             ),
-            audience: audience.to_string(),
+            audience: audience.clone(),
             cache: Mutex::new(Cache::default()),
         }
     }
@@ -159,20 +218,18 @@ impl EntraTokenValidator {
         // The algorithm is read from the raw header before anything else, so that `none`,
         // HMAC and every other algorithm are refused without a key being looked up.
         let kid = check_header(token)?;
-        let (key, issuer) = self.key(&kid).await?;
+        let (key, issuers) = self.key(&kid).await?;
         let mut validation = Validation::new(Algorithm::RS256);
-        validation.set_audience(&[&self.audience]);
-        validation.set_issuer(&[&issuer]);
         validation.set_required_spec_claims(&["exp", "aud", "iss"]);
-        // Lifetimes are checked below against the product clock.
+        // Issuer and audience depend on the token's version, and lifetimes on the product
+        // clock: all are checked below.
+        validation.validate_aud = false;
         validation.validate_exp = false;
         validation.validate_nbf = false;
         let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| match e
             .kind()
         {
             ErrorKind::InvalidSignature => TokenError::BadSignature,
-            ErrorKind::InvalidAudience => TokenError::WrongAudience,
-            ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
             ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
                 TokenError::BadAlgorithm("(unreadable)".into())
             }
@@ -185,6 +242,7 @@ impl EntraTokenValidator {
             other => TokenError::Malformed(describe(other)),
         })?;
         let claims = data.claims;
+        self.check_issuer_and_audience(&claims, &issuers)?;
         let exp = seconds(claims.exp.as_ref(), "exp")?
             .ok_or_else(|| TokenError::Malformed("no exp claim".into()))?;
         let nbf = seconds(claims.nbf.as_ref(), "nbf")?;
@@ -197,6 +255,7 @@ impl EntraTokenValidator {
         {
             return Err(TokenError::NotYetValid { not_before: nbf });
         }
+        check_delegated(&claims)?;
         let oid = claims
             .oid
             .map(|o| o.trim().to_ascii_lowercase())
@@ -208,9 +267,37 @@ impl EntraTokenValidator {
         })
     }
 
-    /// The key for `kid` and the issuer it was published with; refreshes the cache when
+    /// Entra's pairs only: a v2.0 token with the v2.0 issuer and the client id, a v1.0 token
+    /// with the v1.0 issuer and the App ID URI or the client id.
+    fn check_issuer_and_audience(
+        &self,
+        claims: &Claims,
+        issuers: &Issuers,
+    ) -> Result<(), TokenError> {
+        let ver = match claims.ver.as_ref() {
+            Some(Value::String(v)) => v.as_str(),
+            Some(_) => return Err(TokenError::Malformed("ver is not a string".into())),
+            None => return Err(TokenError::Malformed("no ver claim".into())),
+        };
+        let (version, issuer) = match ver {
+            "2.0" => ("2.0", Some(issuers.v2.as_str())),
+            "1.0" => ("1.0", issuers.v1.as_deref()),
+            other => return Err(TokenError::UnknownVersion(shorten(other))),
+        };
+        let iss = claims.iss.as_ref().and_then(Value::as_str);
+        if iss.is_none() || iss != issuer {
+            return Err(TokenError::WrongIssuer(version));
+        }
+        // Entra writes `aud` as one string; a list is not a token it issued.
+        match claims.aud.as_ref().and_then(Value::as_str) {
+            Some(aud) if self.audience.accepts(aud, version == "1.0") => Ok(()),
+            _ => Err(TokenError::WrongAudience),
+        }
+    }
+
+    /// The key for `kid` and the issuers it was published with; refreshes the cache when
     /// it is stale, or when `kid` is unknown and the last such refresh is a minute old.
-    async fn key(&self, kid: &str) -> Result<(DecodingKey, String), TokenError> {
+    async fn key(&self, kid: &str) -> Result<(DecodingKey, Issuers), TokenError> {
         let mut cache = self.cache.lock().await;
         let fresh = cache
             .keys
@@ -287,7 +374,7 @@ impl EntraTokenValidator {
         }
         tracing::info!(keys = by_kid.len(), "signing keys fetched");
         Ok(Keys {
-            issuer: config.issuer,
+            issuers: Issuers::from_metadata(config.issuer),
             by_kid,
             fetched_at: Instant::now(),
         })
@@ -312,11 +399,32 @@ impl EntraTokenValidator {
     }
 }
 
-fn lookup(keys: Option<&Keys>, kid: &str) -> Option<(DecodingKey, String)> {
+fn lookup(keys: Option<&Keys>, kid: &str) -> Option<(DecodingKey, Issuers)> {
     let keys = keys?;
     keys.by_kid
         .get(kid)
-        .map(|k| (k.clone(), keys.issuer.clone()))
+        .map(|k| (k.clone(), keys.issuers.clone()))
+}
+
+/// The token must speak for a signed-in user: delegated scopes in `scp`, and no `idtyp`
+/// other than `user`. App-only tokens carry `roles` instead of `scp`, and `idtyp` app when
+/// the API asked for that optional claim, so either sign names them.
+fn check_delegated(claims: &Claims) -> Result<(), TokenError> {
+    match claims.idtyp.as_ref() {
+        None | Some(Value::Null) => {}
+        Some(Value::String(t)) if t == "user" => {}
+        Some(Value::String(t)) if t == "app" => return Err(TokenError::AppOnly),
+        Some(_) => {
+            return Err(TokenError::Malformed(
+                "idtyp is neither user nor app".into(),
+            ));
+        }
+    }
+    match claims.scp.as_ref().and_then(Value::as_str) {
+        Some(scp) if !scp.trim().is_empty() => Ok(()),
+        _ if claims.roles.as_ref().is_some_and(|r| !r.is_null()) => Err(TokenError::AppOnly),
+        _ => Err(TokenError::NoScope),
+    }
 }
 
 /// Reads the token's header: refuses every algorithm but RS256, returns the key id.
@@ -372,7 +480,8 @@ fn describe(kind: &ErrorKind) -> String {
     }
 }
 
-fn is_guid(s: &str) -> bool {
+/// A GUID in its 8-4-4-4-12 form, as Entra writes object, tenant and client ids.
+pub(crate) fn is_guid(s: &str) -> bool {
     s.len() == 36
         && s.char_indices().all(|(i, c)| match i {
             8 | 13 | 18 | 23 => c == '-',
@@ -430,6 +539,28 @@ mod tests {
             check_header("!!!.e30.x"),
             Err(TokenError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn v1_issuer_names_the_tenant_id_of_the_v2_issuer() {
+        let issuers = Issuers::from_metadata(
+            "https://login.microsoftonline.com/72F988BF-86F1-41AF-91AB-2D7CD011DB47/v2.0".into(),
+        );
+        assert_eq!(
+            issuers.v1.as_deref(),
+            Some("https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/")
+        );
+        for unusable in [
+            "https://login.microsoftonline.com/contoso.com/v2.0",
+            "https://login.microsoftonline.com/{tenantid}/v2.0",
+            "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/",
+        ] {
+            assert_eq!(
+                Issuers::from_metadata(unusable.into()).v1,
+                None,
+                "{unusable}"
+            );
+        }
     }
 
     #[test]

@@ -108,7 +108,7 @@ impl EventWork<'_> {
                     .await;
             }
         };
-        let key = envelope.key.clone();
+        let key = envelope.key.scoped(self.runtime.function);
         if let Some(record) = claim(self.runtime.ledger.as_ref(), &key, now).await? {
             return Ok(Processed::Duplicate(record));
         }
@@ -169,12 +169,8 @@ impl EventWork<'_> {
             }
             Event::HrRecordAdded(ev) => {
                 let plan = plan::plan_hr_record(ev, &rt.settings.access_rules, &settings, now);
-                if let Some((email, refusal)) = plan.refused.first() {
-                    return Ok(Err(Rejection::NotAllowed(format!(
-                        "{}: {}",
-                        crate::domain::email::mask(email.as_str()),
-                        refusal
-                    ))));
+                if let Some((_, refusal)) = plan.refused.first() {
+                    return Ok(Err(Rejection::NotAllowed(refusal.to_string())));
                 }
                 (plan, None)
             }

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
+use tokio::time::Instant;
 
 use super::Abort;
 use super::circuit::CircuitGate;
@@ -20,6 +21,15 @@ use crate::ports::directory::{
     Delivery, Directory, DirectoryError, GUEST_INVITER_ROLE, InvitationRequest,
 };
 use crate::ports::ledger::{GuestRecord, GuestState, InviteeOutcome, InviteeResult, Ledger};
+
+/// How long after our invitation a guest counts as possibly not yet replicated.
+const REPLICATION_HORIZON: time::Duration = time::Duration::hours(1);
+/// Replication takes seconds to a minute; no unit waits longer than this for it.
+const MAX_REPLICATION_WAIT: Duration = Duration::from_secs(120);
+const FIRST_REPLICATION_WAIT: Duration = Duration::from_millis(500);
+const MAX_REPLICATION_STEP: Duration = Duration::from_secs(8);
+/// Kept free before the unit's deadline for recording what was done.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(3);
 
 /// Invitees handled at once. Writes are paced by the Graph client's limiter; this only
 /// overlaps their latency.
@@ -79,6 +89,9 @@ struct Guest {
     result: InviteeResult,
     /// Our record of a guest we created with `own` delivery but never mailed.
     unmailed: Option<GuestRecord>,
+    /// Invited by us lately: Graph may not know the guest everywhere yet (replication), so
+    /// "does not exist" is waited out rather than taken for an answer.
+    fresh: bool,
 }
 
 impl Run<'_, '_> {
@@ -87,6 +100,7 @@ impl Run<'_, '_> {
         let guest = match self.find_or_invite(p).await {
             Ok(g) => g,
             Err(Failure::Abort(a)) => return Err(a),
+            Err(Failure::Unanswered(why)) => return Err(Abort::transient(why)),
             Err(Failure::Rejected(reason)) => {
                 tracing::warn!(invitee = %mask(p.email.as_str()), reason, "invitee rejected");
                 return Ok(InviteeOutcome {
@@ -104,9 +118,11 @@ impl Run<'_, '_> {
         let mut granted = Vec::new();
         let mut problems = Vec::new();
         let user = guest.user_id.as_str();
+        let fresh = guest.fresh;
         if !p.patch.is_empty() {
             note(
-                o.directory.update_user(user, &p.patch).await,
+                self.landed(fresh, user, || o.directory.update_user(user, &p.patch))
+                    .await,
                 "properties",
                 &mut granted,
                 &mut problems,
@@ -115,7 +131,8 @@ impl Run<'_, '_> {
         for sponsor in &p.sponsors {
             match self.sponsor_id(sponsor).await? {
                 Some(id) => note(
-                    o.directory.add_sponsor(user, &id).await,
+                    self.landed(fresh, user, || o.directory.add_sponsor(user, &id))
+                        .await,
                     &format!("sponsor:{id}"),
                     &mut granted,
                     &mut problems,
@@ -125,7 +142,8 @@ impl Run<'_, '_> {
         }
         for group in &p.access.groups {
             note(
-                o.directory.add_group_member(group, user).await,
+                self.landed(fresh, user, || o.directory.add_group_member(group, user))
+                    .await,
                 group,
                 &mut granted,
                 &mut problems,
@@ -133,7 +151,8 @@ impl Run<'_, '_> {
         }
         for role in &p.access.app_roles {
             note(
-                o.directory.assign_app_role(user, role).await,
+                self.landed(fresh, user, || o.directory.assign_app_role(user, role))
+                    .await,
                 &format!("appRole:{}/{}", role.resource_id, role.app_role_id),
                 &mut granted,
                 &mut problems,
@@ -141,9 +160,10 @@ impl Run<'_, '_> {
         }
         if p.guest_inviter {
             note(
-                o.directory
-                    .assign_directory_role(user, GUEST_INVITER_ROLE)
-                    .await,
+                self.landed(fresh, user, || {
+                    o.directory.assign_directory_role(user, GUEST_INVITER_ROLE)
+                })
+                .await,
                 &format!("directoryRole:{GUEST_INVITER_ROLE}"),
                 &mut granted,
                 &mut problems,
@@ -162,53 +182,104 @@ impl Run<'_, '_> {
     }
 
     /// The ledger first (our own guests), then Graph (anyone else), then an invitation.
+    ///
+    /// The intent to invite is recorded before the invitation, so that when the invitation is
+    /// carried out but its answer or our record of it is lost, the retry knows the guest Graph
+    /// holds is ours: it is recorded and, with `own` delivery, mailed.
     async fn find_or_invite(&self, p: &InviteePlan) -> Result<Guest, Failure> {
         let o = self.onboarding;
         let key = p.email.key();
-        if let Some(record) = o.ledger.guest(&key).await.map_err(Abort::from)?
-            && record.state != GuestState::Deleted
-        {
-            let unmailed =
-                (p.delivery == Delivery::Own && record.mailed_at.is_none()).then(|| record.clone());
-            return Ok(Guest {
-                user_id: record.user_id,
-                result: InviteeResult::Existed,
-                unmailed,
-            });
-        }
+        let recorded = o.ledger.guest(&key).await.map_err(Abort::from)?;
+        let intent = match recorded {
+            Some(record) if record.state == GuestState::Inviting => Some(record),
+            Some(record) if record.state != GuestState::Deleted => {
+                let unmailed = (p.delivery == Delivery::Own && record.mailed_at.is_none())
+                    .then(|| record.clone());
+                return Ok(Guest {
+                    fresh: o.now - record.invited_at < REPLICATION_HORIZON,
+                    user_id: record.user_id,
+                    result: InviteeResult::Existed,
+                    unmailed,
+                });
+            }
+            _ => None,
+        };
         if let Some(user) = o
             .directory
             .find_user_by_email(p.email.as_str())
             .await
             .map_err(Failure::from_directory)?
         {
-            return Ok(Guest {
-                user_id: user.id,
-                result: InviteeResult::Existed,
-                unmailed: None,
-            });
+            if user.user_type.as_deref() != Some("Guest") {
+                return Err(Failure::Rejected(format!(
+                    "the address belongs to user {}, a member of this tenant: members are never \
+                     changed by this product",
+                    user.id
+                )));
+            }
+            let Some(intent) = intent else {
+                return Ok(Guest {
+                    user_id: user.id,
+                    result: InviteeResult::Existed,
+                    unmailed: None,
+                    fresh: false,
+                });
+            };
+            // Our earlier invitation created this guest; its answer or its record was lost.
+            return self.invited_before(p, intent, user.id).await;
         }
-        let invitation = self
-            .invite(&InvitationRequest {
-                email: p.email.as_str().to_string(),
-                display_name: p.display_name.clone(),
-                redirect_url: p.redirect_url.clone(),
-                send_invitation_message: p.delivery == Delivery::Microsoft,
-                message: p.message.clone(),
-                reset_redemption_of: None,
-            })
-            .await?;
-        let record = GuestRecord {
-            email: key,
-            user_id: invitation.user_id.clone(),
+        let intent = GuestRecord {
+            email: key.clone(),
+            user_id: String::new(),
             origin: p.origin.clone(),
             partner_id: p.partner_id.clone(),
             delivery: p.delivery,
             invited_at: o.now,
             reminders: 0,
             last_reminded_at: None,
-            state: GuestState::Pending,
+            state: GuestState::Inviting,
+            // Graph mails with the invitation itself; ours goes out after it.
             mailed_at: (p.delivery == Delivery::Microsoft).then_some(o.now),
+            missing_since: None,
+        };
+        o.ledger.put_guest(&intent).await.map_err(Abort::from)?;
+        let request = InvitationRequest {
+            email: p.email.as_str().to_string(),
+            display_name: p.display_name.clone(),
+            redirect_url: p.redirect_url.clone(),
+            send_invitation_message: p.delivery == Delivery::Microsoft,
+            message: p.message.clone(),
+            reset_redemption_of: None,
+        };
+        let invitation = match self.invite(&request).await {
+            Ok(invitation) => invitation,
+            Err(Failure::Unanswered(why)) => {
+                // The invitation may have been carried out: look before inviting again.
+                let found = o
+                    .directory
+                    .find_user_by_email(p.email.as_str())
+                    .await
+                    .map_err(Failure::from_directory)?
+                    .filter(|u| u.user_type.as_deref() == Some("Guest"));
+                match found {
+                    Some(user) => return self.invited_before(p, intent, user.id).await,
+                    // Graph's email may be on its way: never a second one in this unit.
+                    None if p.delivery == Delivery::Microsoft => {
+                        return Err(Failure::Abort(Abort::transient(format!(
+                            "the invitation got no answer ({why}) and no guest is found yet; \
+                             the redelivery looks again before inviting"
+                        ))));
+                    }
+                    // Graph sends nothing: posting again costs no email.
+                    None => self.invite(&request).await.map_err(Failure::settled)?,
+                }
+            }
+            Err(other) => return Err(other),
+        };
+        let record = GuestRecord {
+            user_id: invitation.user_id.clone(),
+            state: GuestState::Pending,
+            ..intent
         };
         o.ledger.put_guest(&record).await.map_err(Abort::from)?;
         tracing::info!(invitee = %mask(p.email.as_str()), user_id = %invitation.user_id, "guest invited");
@@ -219,7 +290,80 @@ impl Run<'_, '_> {
             user_id: invitation.user_id,
             result: InviteeResult::Invited,
             unmailed: None,
+            fresh: true,
         })
+    }
+
+    /// A guest an earlier attempt of ours invited, whose answer or record was lost: recorded
+    /// now, and mailed when delivery is ours.
+    async fn invited_before(
+        &self,
+        p: &InviteePlan,
+        intent: GuestRecord,
+        user_id: String,
+    ) -> Result<Guest, Failure> {
+        let record = GuestRecord {
+            user_id: user_id.clone(),
+            state: GuestState::Pending,
+            ..intent
+        };
+        self.onboarding
+            .ledger
+            .put_guest(&record)
+            .await
+            .map_err(Abort::from)?;
+        let unmailed =
+            (p.delivery == Delivery::Own && record.mailed_at.is_none()).then_some(record);
+        Ok(Guest {
+            user_id,
+            result: InviteeResult::Invited,
+            unmailed,
+            fresh: true,
+        })
+    }
+
+    /// Waits out replication: a write naming a guest we invited lately that Graph answers
+    /// with "does not exist" is tried again with backoff, until shortly before the unit's
+    /// deadline; then the unit is left for the redelivery, never recorded as refused.
+    async fn landed<T, F, Fut>(
+        &self,
+        fresh: bool,
+        user_id: &str,
+        mut write: F,
+    ) -> Result<T, DirectoryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, DirectoryError>>,
+    {
+        let started = Instant::now();
+        let give_up = self
+            .onboarding
+            .directory
+            .deadline()
+            .map(|d| d.checked_sub(DEADLINE_MARGIN).unwrap_or(d))
+            .unwrap_or(started + MAX_REPLICATION_WAIT)
+            .min(started + MAX_REPLICATION_WAIT);
+        let mut wait = FIRST_REPLICATION_WAIT;
+        loop {
+            match write().await {
+                Err(e) if fresh && e.names_unknown_object(user_id) => {
+                    if Instant::now() + wait > give_up {
+                        return Err(DirectoryError::Transient(format!(
+                            "guest {user_id} has not replicated after {}s; left for the redelivery",
+                            started.elapsed().as_secs()
+                        )));
+                    }
+                    tracing::info!(
+                        user_id,
+                        wait_ms = wait.as_millis() as u64,
+                        "guest not replicated yet; waiting"
+                    );
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(MAX_REPLICATION_STEP);
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn invite(
@@ -232,10 +376,14 @@ impl Run<'_, '_> {
             return Err(Failure::Abort(Abort::circuit_open()));
         }
         match o.directory.invite(request).await {
+            Ok(invitation) if invitation.status.eq_ignore_ascii_case("Error") => Err(
+                Failure::Rejected("Graph answered the invitation with status Error".into()),
+            ),
             Ok(invitation) => {
                 o.gate.invitation_succeeded(o.ledger).await?;
                 Ok(invitation)
             }
+            Err(DirectoryError::Unanswered(why)) => Err(Failure::Unanswered(why)),
             Err(DirectoryError::Blocked(reason)) => {
                 Err(Failure::Abort(o.gate.trip(o.ledger, &reason, o.now).await))
             }
@@ -259,6 +407,7 @@ impl Run<'_, '_> {
         {
             Ok(i) => i,
             Err(Failure::Abort(a)) => return Err(a),
+            Err(Failure::Unanswered(why)) => return Err(Abort::transient(why)),
             Err(Failure::Rejected(reason)) => {
                 return Err(Abort::transient(format!(
                     "could not renew the redeem URL to mail it: {reason}"
@@ -317,9 +466,19 @@ enum Failure {
     Abort(Abort),
     /// This invitee can never be invited as asked; the others go on.
     Rejected(String),
+    /// The invitation got no answer: it may have been carried out.
+    Unanswered(String),
 }
 
 impl Failure {
+    /// A second attempt's failure: no longer ambiguous enough to look again in this unit.
+    fn settled(self) -> Self {
+        match self {
+            Failure::Unanswered(why) => Failure::Abort(Abort::transient(why)),
+            other => other,
+        }
+    }
+
     fn from_directory(e: DirectoryError) -> Self {
         match e {
             DirectoryError::Permanent { code, message, .. } => {

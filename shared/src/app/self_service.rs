@@ -29,10 +29,8 @@ use super::events::{Rejection, claim, release};
 use super::onboard::Onboarding;
 use super::runtime::Runtime;
 use crate::domain::access::Access;
-use crate::domain::email::{Email, mask};
-use crate::domain::event::{
-    Envelope, Event, EventError, EventErrorKind, parse_envelope, parse_event,
-};
+use crate::domain::email::Email;
+use crate::domain::event::{Event, EventError, EventErrorKind, parse_envelope, parse_event};
 use crate::domain::plan::{Plan, PlanSettings, plan_request};
 use crate::domain::policy::{Refusal, Requester, authorise_request};
 use crate::domain::request::{self, InviteRequest};
@@ -95,11 +93,41 @@ pub enum Answer {
     },
     /// The same request came before: its recorded answer, nothing done again.
     Duplicate(EventRecord),
-    /// Refused as a whole and recorded; nothing was done.
-    Refused(EventRecord, Rejection),
-    /// The request's id was used before by another requester, or for a request that was
-    /// refused: nothing done, nothing recorded.
+    /// Refused as a whole and recorded under the HTTP request's own key (`record.key`);
+    /// nothing was done. `request` is the request's `(source, id)` when it could be read.
+    Refused {
+        record: EventRecord,
+        request: Option<EventKey>,
+        rejection: Rejection,
+    },
+    /// The request's id was used before by another requester: nothing done, nothing recorded.
     Conflict(String),
+}
+
+/// Why a request is refused, before anything is claimed or written.
+struct Refused {
+    request: Option<EventKey>,
+    event_type: &'static str,
+    actor: Option<String>,
+    rejection: Rejection,
+    outcomes: Vec<InviteeOutcome>,
+}
+
+impl Refused {
+    fn new(
+        request: Option<EventKey>,
+        event_type: &'static str,
+        actor: Option<String>,
+        rejection: Rejection,
+    ) -> Self {
+        Refused {
+            request,
+            event_type,
+            actor,
+            rejection,
+            outcomes: Vec::new(),
+        }
+    }
 }
 
 /// The id under which a queued request's parts are kept: derived from the request's
@@ -122,6 +150,8 @@ pub struct SelfService<'a> {
 
 /// The planned request and who it is for.
 struct Authorised {
+    /// The request's `(source, id)` in this function's scope.
+    key: EventKey,
     plan: Plan,
     partner: PartnerRecord,
     requester: Requester,
@@ -130,9 +160,13 @@ struct Authorised {
 }
 
 impl SelfService<'_> {
-    /// Handles an authenticated request body. `fallback` keys the record of a body too
-    /// broken to name its own `(source, id)`. Work stops at `deadline` (inline requests
-    /// sooner, see [`INLINE_DEADLINE`]).
+    /// Handles an authenticated request body. `fallback` keys the record of a request that is
+    /// refused. Work stops at `deadline` (inline requests sooner, see [`INLINE_DEADLINE`]).
+    ///
+    /// The request is validated and authorised before its `(source, id)` is claimed: a
+    /// request that may not be made never occupies its key, so nobody can take the key of a
+    /// request someone else will make. Its refusal is recorded under `fallback` (unique to the
+    /// HTTP request), so it still leaves an audit record.
     pub async fn submit(
         &self,
         caller: &Caller,
@@ -142,6 +176,74 @@ impl SelfService<'_> {
     ) -> Result<Answer, Abort> {
         let now = self.runtime.settings.clock.now();
         let ledger = self.runtime.ledger.as_ref();
+        let deadline = if self.queue.is_some() {
+            deadline.min(Instant::now() + INLINE_DEADLINE)
+        } else {
+            deadline
+        };
+        let directory = self.runtime.directory(deadline);
+        let (req, authorised) = match self.vet(caller, body, directory.as_ref()).await? {
+            Ok(vetted) => vetted,
+            Err(refused) => {
+                let record = rejected(
+                    fallback,
+                    refused.event_type,
+                    refused.actor,
+                    &refused.rejection,
+                    refused.outcomes,
+                    now,
+                );
+                return self
+                    .finish_refusal(record, refused.request, refused.rejection)
+                    .await;
+            }
+        };
+        let key = authorised.key.clone();
+        if let Some(record) = claim(ledger, &key, now).await? {
+            return Ok(seen_before(record, caller));
+        }
+        let fits = self.queue.is_none() || fits_inline(&authorised.plan, self.writes_per_second);
+        let answer = if fits {
+            self.inline(&key, &authorised, directory.as_ref(), now)
+                .await
+        } else {
+            self.enqueue(&key, &req, &authorised, now).await
+        };
+        if answer.is_err() {
+            release(ledger, &key).await;
+        }
+        answer
+    }
+
+    async fn finish_refusal(
+        &self,
+        record: EventRecord,
+        request: Option<EventKey>,
+        rejection: Rejection,
+    ) -> Result<Answer, Abort> {
+        self.runtime.ledger.complete_event(&record).await?;
+        tracing::warn!(
+            event = %record.key,
+            request = request.as_ref().map(ToString::to_string),
+            actor = record.actor.as_deref().unwrap_or("unknown"),
+            reason = %rejection,
+            "self-service request refused"
+        );
+        Ok(Answer::Refused {
+            record,
+            request,
+            rejection,
+        })
+    }
+
+    /// Reads, validates and authorises the request: the request and its plan, or why it is
+    /// refused. Writes nothing.
+    async fn vet(
+        &self,
+        caller: &Caller,
+        body: &[u8],
+        directory: &dyn Directory,
+    ) -> Result<Result<(InviteRequest, Authorised), Refused>, Abort> {
         let token_actor = match caller {
             Caller::Token { oid } => Some(oid.clone()),
             Caller::System => None,
@@ -149,120 +251,54 @@ impl SelfService<'_> {
         let envelope = match parse_envelope(body) {
             Ok(e) => e,
             Err(e) => {
-                if let Some(record) = claim(ledger, &fallback, now).await? {
-                    return Ok(Answer::Duplicate(record));
-                }
-                let record = rejected(
-                    fallback,
+                return Ok(Err(Refused::new(
+                    None,
                     "unknown",
                     token_actor,
-                    &Rejection::Invalid(e.clone()),
-                    Vec::new(),
-                    now,
-                );
-                return self.finish_refusal(record, Rejection::Invalid(e)).await;
+                    Rejection::Invalid(e),
+                )));
             }
         };
-        let key = envelope.key.clone();
-        if let Some(record) = claim(ledger, &key, now).await? {
-            return Ok(seen_before(record, caller));
-        }
-        let deadline = if self.queue.is_some() {
-            deadline.min(Instant::now() + INLINE_DEADLINE)
-        } else {
-            deadline
+        let key = envelope.key.scoped(self.runtime.function);
+        let refuse = |actor: Option<String>, rejection: Rejection| {
+            Refused::new(Some(key.clone()), request::EVENT_TYPE, actor, rejection)
         };
-        let directory = self.runtime.directory(deadline);
-        match self
-            .claimed(caller, &envelope, directory.as_ref(), now)
-            .await
-        {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err((record, rejection))) => self.finish_refusal(record, rejection).await,
-            Err(abort) => {
-                release(ledger, &key).await;
-                Err(abort)
-            }
-        }
-    }
-
-    async fn finish_refusal(
-        &self,
-        record: EventRecord,
-        rejection: Rejection,
-    ) -> Result<Answer, Abort> {
-        self.runtime.ledger.complete_event(&record).await?;
-        tracing::warn!(
-            event = %record.key,
-            actor = record.actor.as_deref().unwrap_or("unknown"),
-            reason = %masked(&rejection),
-            "self-service request refused"
-        );
-        Ok(Answer::Refused(record, rejection))
-    }
-
-    /// The request, claimed: `Ok(Err(..))` is a refusal to record.
-    async fn claimed(
-        &self,
-        caller: &Caller,
-        envelope: &Envelope,
-        directory: &dyn Directory,
-        now: OffsetDateTime,
-    ) -> Result<Result<Answer, (EventRecord, Rejection)>, Abort> {
-        let key = envelope.key.clone();
-        let token_actor = match caller {
-            Caller::Token { oid } => Some(oid.clone()),
-            Caller::System => None,
-        };
-        let refuse = |actor: Option<String>, rejection: Rejection, outcomes| {
-            let record = rejected(
-                key.clone(),
-                request::EVENT_TYPE,
-                actor,
-                &rejection,
-                outcomes,
-                now,
-            );
-            Ok(Err((record, rejection)))
-        };
-        let req = match parse_event(envelope) {
+        let req = match parse_event(&envelope) {
             Ok(Event::InviteRequested(req)) => req,
             Ok(other) => {
                 let e = EventError::new(
                     EventErrorKind::UnknownType,
                     "type",
                     format!(
-                        "'{}' is not handled by guest-inviter-request; it takes {}",
+                        "'{}' is not handled by {}; it takes {}",
                         other.event_type(),
+                        self.runtime.function,
                         request::EVENT_TYPE
                     ),
                 );
-                return refuse(token_actor, Rejection::Invalid(e), Vec::new());
+                return Ok(Err(refuse(token_actor, Rejection::Invalid(e))));
             }
-            Err(e) => return refuse(token_actor, Rejection::Invalid(e), Vec::new()),
+            Err(e) => return Ok(Err(refuse(token_actor, Rejection::Invalid(e)))),
         };
         let user = match self.requester(caller, &req, directory).await? {
             Ok(user) => user,
             Err(reason) => {
-                let outcomes = all_refused(&req, None);
-                return refuse(token_actor, Rejection::NotAllowed(reason), outcomes);
+                let mut refused = refuse(token_actor, Rejection::NotAllowed(reason));
+                refused.outcomes = all_refused(&req, None);
+                return Ok(Err(refused));
             }
         };
-        let actor = Some(user.id.clone());
-        let authorised = match self.authorise(&req, &user, directory).await? {
-            Ok(a) => a,
+        match self.authorise(&req, &user, directory, key.clone()).await? {
+            Ok(authorised) => Ok(Ok((req, authorised))),
             Err(refusal) => {
-                let outcomes = all_refused(&req, Some(&refusal));
-                return refuse(actor, Rejection::NotAllowed(refusal.to_string()), outcomes);
+                let mut refused = refuse(
+                    Some(user.id.clone()),
+                    Rejection::NotAllowed(refusal.to_string()),
+                );
+                refused.outcomes = all_refused(&req, Some(&refusal));
+                Ok(Err(refused))
             }
-        };
-        let answer =
-            if self.queue.is_none() || fits_inline(&authorised.plan, self.writes_per_second) {
-                self.inline(&key, &authorised, directory, now).await?
-            } else {
-                self.enqueue(&key, &req, &authorised, now).await?
-            };
-        Ok(Ok(answer))
+        }
     }
 
     /// The directory user the request is made by, or why nobody may be.
@@ -338,6 +374,7 @@ impl SelfService<'_> {
         req: &InviteRequest,
         user: &DirectoryUser,
         directory: &dyn Directory,
+        key: EventKey,
     ) -> Result<Result<Authorised, Refusal>, Abort> {
         let rt = self.runtime;
         let mut addresses: Vec<Email> = Vec::new();
@@ -377,6 +414,7 @@ impl SelfService<'_> {
             return Ok(Err(refusal.clone()));
         }
         Ok(Ok(Authorised {
+            key,
             plan,
             partner,
             requester,
@@ -553,7 +591,7 @@ impl SelfService<'_> {
                 return Ok(PartProcessed::Rejected(record));
             }
         };
-        let key = envelope.key.clone();
+        let key = envelope.key.scoped(self.runtime.function);
         if let Some(record) = claim(ledger, &key, now).await? {
             return Ok(PartProcessed::Duplicate(record));
         }
@@ -796,52 +834,23 @@ fn found(
     }
 }
 
-/// A rejection as it may be logged: addresses masked.
-fn masked(rejection: &Rejection) -> String {
-    rejection
-        .to_string()
-        .split(' ')
-        .map(|w| {
-            let trimmed = w.trim_end_matches([':', ',', ';', ')']);
-            if trimmed.contains('@') {
-                w.replace(trimmed, &mask(trimmed))
-            } else {
-                w.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn request_ids_are_stable_and_short() {
-        let key = EventKey {
-            source: "urn:portal".into(),
-            id: "x".repeat(512),
-        };
+        let key = EventKey::new("guest-inviter-request", "urn:portal", "x".repeat(512));
         let id = request_id(&key);
         assert_eq!(id, request_id(&key.clone()));
         assert_eq!(id.len(), 36);
         assert_ne!(
             id,
-            request_id(&EventKey {
-                source: "urn:portal2".into(),
-                id: key.id.clone()
-            })
+            request_id(&EventKey::new(
+                "guest-inviter-request",
+                "urn:portal2",
+                key.id.clone()
+            ))
         );
-    }
-
-    #[test]
-    fn logged_rejections_mask_addresses() {
-        let r = Rejection::NotAllowed(
-            "ann@fabrikam.com: domain fabrikam.com is not one of partner litware's domains".into(),
-        );
-        let shown = masked(&r);
-        assert!(!shown.contains("ann@fabrikam.com"), "{shown}");
-        assert!(shown.contains("fabrikam.com is not one of"), "{shown}");
     }
 }

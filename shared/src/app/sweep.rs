@@ -541,6 +541,33 @@ impl Sweep<'_> {
         }
     }
 
+    /// Listings lag behind reads: before a destructive or resetting action, the guest is read
+    /// again. `Some(outcome)` when the action must not happen: the guest redeemed meanwhile
+    /// (marked accepted), is not found (replication; the next run looks again), or cannot
+    /// be read now.
+    async fn no_longer_pending(&self, guest: &Listed) -> Option<Outcome> {
+        let user = &guest.user;
+        match self.directory.get_user(&user.id).await {
+            Ok(Some(now)) if now.is_pending() => None,
+            Ok(Some(_)) => {
+                tracing::info!(user_id = %user.id, "guest redeemed since the listing; left alone and marked accepted");
+                if let Some(key) = &guest.key
+                    && guest.record.is_some()
+                    && let Err(e) = self.set_state(key, &user.id, GuestState::Accepted).await
+                {
+                    return Some(Outcome::Failed(format!("ledger: {e}")));
+                }
+                Some(Outcome::Accepted)
+            }
+            Ok(None) => {
+                tracing::info!(user_id = %user.id, "listed guest not found on reading it again; the next run looks again");
+                Some(Outcome::Skipped)
+            }
+            Err(DirectoryError::DeadlineExceeded(_)) => Some(Outcome::NotDone),
+            Err(e) => Some(Outcome::Failed(e.to_string())),
+        }
+    }
+
     async fn expire(&self, guest: &Listed, action: ExpireAction, run: &Run) -> Outcome {
         let user = &guest.user;
         if !run.take_expiry() {
@@ -549,6 +576,10 @@ impl Sweep<'_> {
         }
         if self.config.dry_run {
             return Outcome::Expired(action);
+        }
+        if let Some(outcome) = self.no_longer_pending(guest).await {
+            run.give_back_expiry();
+            return outcome;
         }
         let result = match action {
             ExpireAction::Disable => self.directory.disable_user(&user.id).await,
@@ -590,6 +621,12 @@ impl Sweep<'_> {
             } else {
                 Outcome::Reminded
             };
+        }
+        // Graph's re-invitation resets the redemption: never for a guest who has redeemed.
+        if delivery == Delivery::Microsoft
+            && let Some(outcome) = self.no_longer_pending(guest).await
+        {
+            return outcome;
         }
         match self
             .send_reminder(guest, key, address, delivery, facts, run)
@@ -725,12 +762,13 @@ impl Sweep<'_> {
             plain(false)
         };
         let answer = match self.directory.invite(&first).await {
-            Err(DirectoryError::Permanent { status, code, .. })
+            // Graph words it as missing privileges, but it concerns this guest alone.
+            Err(e @ (DirectoryError::Permanent { .. } | DirectoryError::AccessDenied { .. }))
                 if first.reset_redemption_of.is_some() =>
             {
                 // App-only calls cannot reset a guest holding a directory role: invite the
                 // address plainly, which mails the pending guest again.
-                tracing::info!(user_id = %user.id, status, code, "Graph refused to reset the redemption; inviting the address again plainly");
+                tracing::info!(user_id = %user.id, error = %e, "Graph refused to reset the redemption; inviting the address again plainly");
                 self.directory.invite(&plain(true)).await
             }
             other => other,
@@ -783,6 +821,7 @@ impl Sweep<'_> {
                 state: GuestState::Pending,
                 // Someone invited and mailed the guest before us: never "unmailed".
                 mailed_at: Some(invited_at),
+                missing_since: None,
             })
             .await?;
         Ok(())
@@ -807,6 +846,35 @@ impl Sweep<'_> {
             // The reminder stays counted: the guest gets the next one a REMIND_EVERY later.
             tracing::error!(guest = %mask(key), error = %e, "could not give back a reminder that was not sent");
         }
+    }
+
+    /// A ledger guest Graph does not know: noted the first time, recorded deleted when an
+    /// earlier run missed it too.
+    async fn missing(&self, key: &str, user_id: &str) -> Result<(), LedgerError> {
+        let Some(mut record) = self.ledger.guest(key).await? else {
+            return Ok(());
+        };
+        if record.user_id != user_id {
+            return Ok(());
+        }
+        match record.missing_since {
+            Some(since) if since < self.now => {
+                tracing::info!(
+                    user_id,
+                    "guest still missing from the directory; recording it deleted"
+                );
+                record.state = GuestState::Deleted;
+            }
+            Some(_) => return Ok(()),
+            None => {
+                tracing::info!(
+                    user_id,
+                    "guest missing from the directory; the next run looks again"
+                );
+                record.missing_since = Some(self.now);
+            }
+        }
+        self.ledger.put_guest(&record).await
     }
 
     async fn set_state(
@@ -876,10 +944,10 @@ impl Sweep<'_> {
         let user = match self.directory.get_user(user_id).await {
             Ok(Some(user)) => user,
             Ok(None) => {
-                // Deleted in the directory: nobody left to remind.
-                tracing::info!(user_id, "guest no longer exists; recording it deleted");
+                // Deleted in the directory, or not replicated to where we read: recorded
+                // deleted only when a later run still misses it.
                 if !self.config.dry_run
-                    && let Err(e) = self.set_state(key, user_id, GuestState::Deleted).await
+                    && let Err(e) = self.missing(key, user_id).await
                 {
                     return (placeholder(), Outcome::Failed(format!("ledger: {e}")));
                 }

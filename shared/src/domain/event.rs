@@ -165,7 +165,7 @@ fn finish(root: &Obj<'_>, type_key: &str, data_key: &str) -> Result<Envelope, Ev
     let data = root.required(data_key)?;
     Obj::new(data, data_key)?;
     Ok(Envelope {
-        key: EventKey { source, id },
+        key: EventKey::new(String::new(), source, id),
         event_type: event_type.to_string(),
         time,
         data: data.clone(),
@@ -259,13 +259,7 @@ mod tests {
             "data": hr_data(), "extension": {"ignored": true}
         })))
         .unwrap();
-        assert_eq!(
-            env.key,
-            EventKey {
-                source: "urn:hr".into(),
-                id: "e-1".into()
-            }
-        );
+        assert_eq!(env.key, EventKey::new("", "urn:hr", "e-1"));
         assert_eq!(env.event_type, "hr.record.added");
         assert_eq!(env.time.unwrap().unix_timestamp(), 1_777_629_600);
         assert!(matches!(

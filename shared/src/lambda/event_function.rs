@@ -14,7 +14,7 @@ use crate::app::Abort;
 use crate::app::circuit::CircuitGate;
 use crate::app::events::{EventWork, Processed, Rejection};
 use crate::app::runtime::{Runtime, StartupError};
-use crate::config::{Env, WebhookSecrets, split_secrets};
+use crate::config::{Env, WebhookSecrets, webhook_secrets};
 use crate::domain::event::EventErrorKind;
 use crate::domain::signature;
 use crate::error::FailureClass;
@@ -76,13 +76,14 @@ impl EventFunction {
         }
         let directory = self.runtime.directory(deadline);
         let gate = CircuitGate::new();
-        let fallback = EventKey {
-            source: format!("webhook:{}", self.runtime.function),
-            id: request
+        let fallback = EventKey::new(
+            self.runtime.function,
+            format!("webhook:{}", self.runtime.function),
+            request
                 .request_id
                 .clone()
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-        };
+        );
         match self
             .work(directory.as_ref(), &gate)
             .process_body(&request.body, fallback)
@@ -115,10 +116,7 @@ impl Handler for EventFunction {
                 // One gate for the batch: a block seen by one message stops the rest.
                 let gate = CircuitGate::new();
                 let response = process_batch(&event, deadline, |m| {
-                    let fallback = EventKey {
-                        source: m.queue_arn,
-                        id: m.message_id,
-                    };
+                    let fallback = EventKey::new(self.runtime.function, m.queue_arn, m.message_id);
                     let gate = &gate;
                     async move {
                         let directory = self.runtime.directory(m.deadline);
@@ -206,13 +204,9 @@ pub(crate) async fn configured_webhook_secrets(
             )
             .await
             .map_err(|e| StartupError::Other(format!("WEBHOOK_SECRETS_ARN: {e}")))?;
-            let secrets = split_secrets(&value);
-            if secrets.is_empty() {
-                return Err(StartupError::Other(
-                    "WEBHOOK_SECRETS_ARN: the secret holds no value".into(),
-                ));
-            }
-            Ok(Some(secrets))
+            // The same minimum as WEBHOOK_SECRETS: where a secret is stored does not make a
+            // short one harder to guess.
+            Ok(Some(webhook_secrets("WEBHOOK_SECRETS_ARN", &value)?))
         }
         None => Ok(None),
     }

@@ -20,7 +20,7 @@ use crate::app::Abort;
 use crate::app::circuit::CircuitGate;
 use crate::app::runtime::{Runtime, StartupError};
 use crate::app::self_service::{Answer, Caller, PartQueue, QueuedPart, SelfService};
-use crate::config::{AzureConfig, ConfigError, Env};
+use crate::config::{ApiAudience, AzureConfig, ConfigError, Env};
 use crate::domain::signature;
 use crate::error::Classify;
 use crate::ports::ledger::{EventRecord, EventStatus};
@@ -45,19 +45,8 @@ impl GuestInviterRequest {
     pub async fn from_env(env: &dyn Env) -> Result<Self, StartupError> {
         let runtime = Runtime::from_env(FUNCTION, env).await?;
         let azure = AzureConfig::require(env)?;
-        let tokens = match env.var("API_AUDIENCE") {
+        let tokens = match ApiAudience::from_env(env)? {
             Some(audience) => {
-                let audience = audience.trim().to_string();
-                if audience
-                    .chars()
-                    .any(|c| c.is_whitespace() || c.is_control())
-                {
-                    return Err(ConfigError::new(
-                        "API_AUDIENCE",
-                        "must be one audience (an application id URI or client id), without spaces",
-                    )
-                    .into());
-                }
                 let http = build_client(azure.extra_ca_certs.as_deref())
                     .map_err(|e| StartupError::Other(e.to_string()))?;
                 Some(EntraTokenValidator::new(
@@ -177,13 +166,14 @@ impl GuestInviterRequest {
         if let Err(problem) = request.require_json_post() {
             return problem.response();
         }
-        let fallback = crate::ports::ledger::EventKey {
-            source: format!("webhook:{FUNCTION}"),
-            id: request
+        let fallback = crate::ports::ledger::EventKey::new(
+            FUNCTION,
+            format!("webhook:{FUNCTION}"),
+            request
                 .request_id
                 .clone()
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-        };
+        );
         let gate = CircuitGate::new();
         match self
             .service(&gate)
@@ -216,9 +206,17 @@ fn answer_response(answer: Answer) -> Value {
         },
         // Invalid: 400 naming the field (a body that is not JSON included), 413 over a
         // limit; not allowed: 403.
-        Answer::Refused(record, rejection) => rejection_problem(&rejection)
-            .with("request", record.key.to_string())
-            .response(),
+        Answer::Refused {
+            record,
+            request,
+            rejection,
+        } => {
+            let mut problem = rejection_problem(&rejection).with("record", record.key.to_string());
+            if let Some(request) = request {
+                problem = problem.with("request", request.to_string());
+            }
+            problem.response()
+        }
         Answer::Conflict(reason) => Problem::new(409, "Conflict", reason).response(),
     }
 }
@@ -266,10 +264,8 @@ impl Handler for GuestInviterRequest {
                 let gate = CircuitGate::new();
                 let service = self.service(&gate);
                 let response = process_batch(&event, deadline, |m| {
-                    let fallback = crate::ports::ledger::EventKey {
-                        source: m.queue_arn,
-                        id: m.message_id,
-                    };
+                    let fallback =
+                        crate::ports::ledger::EventKey::new(FUNCTION, m.queue_arn, m.message_id);
                     let service = &service;
                     async move {
                         service

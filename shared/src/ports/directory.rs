@@ -30,9 +30,72 @@ pub enum DirectoryError {
     /// The caller's time budget ran out before the call could succeed.
     #[error("deadline reached before the directory call completed: {0}")]
     DeadlineExceeded(String),
+    /// Entra or Graph refused this deployment's own access: a credential refused (expired or
+    /// wrong secret, unknown app), a 401, or a 403 `Authorization_RequestDenied` (permission
+    /// or consent missing). An outage to fix, never a refusal of an invitee: the work is
+    /// retried, not recorded as rejected.
+    #[error(
+        "this deployment's access to Microsoft Graph was refused ({code}): {message}. Fix: {fix}"
+    )]
+    AccessDenied {
+        code: String,
+        message: String,
+        fix: &'static str,
+    },
+    /// A write was sent and no answer came back (timeout, reset, 5xx): it may have been
+    /// carried out. An invitation is never sent again before the guest is looked up.
+    #[error("no answer from the directory; the write may have been carried out: {0}")]
+    Unanswered(String),
 }
 
 impl DirectoryError {
+    /// The deployment's own access was refused with this code (an `AADSTS…` code of the token
+    /// endpoint, or Graph's error code); the fix an operator should make is derived from it.
+    pub fn access_denied(code: impl Into<String>, message: impl Into<String>) -> Self {
+        let code = code.into();
+        let fix = match code.as_str() {
+            "AADSTS7000222" => {
+                "the client secret has expired: create a new one and store it in AZURE_CLIENT_SECRET or the secret AZURE_CLIENT_SECRET_ARN names"
+            }
+            "AADSTS7000215" => {
+                "the client secret is wrong: store the secret's value (not its id) in AZURE_CLIENT_SECRET or the secret AZURE_CLIENT_SECRET_ARN names"
+            }
+            "AADSTS700016" | "AADSTS90002" => {
+                "AZURE_CLIENT_ID or AZURE_TENANT_ID names no app registration of this tenant"
+            }
+            "AADSTS700027" | "AADSTS700024" | "AADSTS70021" => {
+                "the certificate or federated credential is not accepted: check the app registration's credentials"
+            }
+            "Authorization_RequestDenied" | "Unauthorized" => {
+                "grant the app registration the Graph application permissions README.md lists for this function, with admin consent"
+            }
+            _ => "check the app registration, its credential and its Graph permissions",
+        };
+        DirectoryError::AccessDenied {
+            code,
+            message: message.into(),
+            fix,
+        }
+    }
+
+    /// Whether the error says that the object a write names is not known (yet). Right after
+    /// an invitation creates a guest, Graph answers so until the guest has replicated.
+    pub fn names_unknown_object(&self, object_id: &str) -> bool {
+        match self {
+            DirectoryError::Permanent {
+                status: 404,
+                message,
+                ..
+            } => message.contains(object_id),
+            DirectoryError::Permanent {
+                status: 400,
+                message,
+                ..
+            } => message.to_ascii_lowercase().contains("do not exist"),
+            _ => false,
+        }
+    }
+
     pub fn permanent(status: u16, code: impl Into<String>, message: impl Into<String>) -> Self {
         DirectoryError::Permanent {
             status,
@@ -45,9 +108,10 @@ impl DirectoryError {
 impl Classify for DirectoryError {
     fn class(&self) -> FailureClass {
         match self {
-            DirectoryError::Transient(_) | DirectoryError::DeadlineExceeded(_) => {
-                FailureClass::Transient
-            }
+            DirectoryError::Transient(_)
+            | DirectoryError::DeadlineExceeded(_)
+            | DirectoryError::AccessDenied { .. }
+            | DirectoryError::Unanswered(_) => FailureClass::Transient,
             DirectoryError::Throttled { .. } => FailureClass::Throttled,
             DirectoryError::Permanent { .. } => FailureClass::Permanent,
             DirectoryError::Blocked(_) => FailureClass::Blocked,
@@ -273,6 +337,10 @@ pub trait Directory: Send + Sync {
     async fn delete_user(&self, user_id: &str) -> Result<(), DirectoryError>;
     /// The tenant's verified domains, lower-case.
     async fn verified_domains(&self) -> Result<Vec<String>, DirectoryError>;
+    /// When the unit of work this directory serves must be done; `None` when unbounded.
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        None
+    }
 }
 
 /// One page of pending guests, with where the next one starts (to checkpoint a sweep).

@@ -32,11 +32,44 @@ impl Classify for LedgerError {
     }
 }
 
-/// `(source, id)`: the idempotency key of an event.
+/// `(source, id)`: the idempotency key of an event, kept apart per `scope`.
+///
+/// The scope is the function that processes the event (and, for a self-service request
+/// made with a bearer token, the requester too). `source` and `id` come from the caller, so
+/// without it anyone who may call one function could take the key of another system's event
+/// in another function, and that event would be answered as a duplicate.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct EventKey {
+    #[serde(default)]
+    pub scope: String,
     pub source: String,
     pub id: String,
+}
+
+impl EventKey {
+    pub fn new(scope: impl Into<String>, source: impl Into<String>, id: impl Into<String>) -> Self {
+        EventKey {
+            scope: scope.into(),
+            source: source.into(),
+            id: id.into(),
+        }
+    }
+
+    /// The same `(source, id)` in `scope`.
+    pub fn scoped(&self, scope: &str) -> EventKey {
+        EventKey {
+            scope: scope.to_string(),
+            ..self.clone()
+        }
+    }
+
+    /// What the stores key events by, with `id`: scope and source in one string. Scopes are
+    /// function names (and object ids), which never hold the separator, so two different
+    /// keys never meet.
+    pub fn stored_source(&self) -> String {
+        debug_assert!(!self.scope.is_empty(), "event key {self} has no scope");
+        format!("{}|{}", self.scope, self.source)
+    }
 }
 
 impl std::fmt::Display for EventKey {
@@ -151,6 +184,9 @@ pub enum Origin {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum GuestState {
+    /// About to be invited: the intent is recorded before the invitation, the guest's id after
+    /// it. A guest found in this state was (perhaps) invited by an attempt that did not finish.
+    Inviting,
     Pending,
     Accepted,
     Disabled,
@@ -179,6 +215,14 @@ pub struct GuestRecord {
     /// means the guest exists but was never mailed: a redelivery mails a fresh redeem URL.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub mailed_at: Option<OffsetDateTime>,
+    /// When a sweep first found the guest missing from the directory. One miss may be
+    /// replication; a later run that misses it too records the guest deleted.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub missing_since: Option<OffsetDateTime>,
 }
 
 /// The tenant-wide invitation circuit (SPEC section 5).

@@ -183,7 +183,11 @@ impl GraphDirectory {
                 self.inner.writes.throttled(*retry_after);
             }
             drop(permit);
-            if !err.class().is_retryable() {
+            // Our own access stays refused for longer than any call waits; an invitation
+            // that may have been carried out is looked up before it is sent again.
+            let final_here = matches!(err, DirectoryError::AccessDenied { .. })
+                || (call.inviting && matches!(err, DirectoryError::Unanswered(_)));
+            if final_here || !err.class().is_retryable() {
                 return Err(err);
             }
             match self.inner.retry.next_delay(
@@ -224,31 +228,71 @@ impl GraphDirectory {
         .await
         .map_err(|_| DirectoryError::Transient("token request timed out".into()))?
         .map_err(|e| classify_token_error(&e))?;
+        let client_request_id = uuid::Uuid::new_v4().to_string();
         let mut request = self
             .inner
             .http
             .request(call.method.clone(), self.url(&call.target))
             .bearer_auth(token.token.secret())
-            .header("client-request-id", uuid::Uuid::new_v4().to_string())
+            .header("client-request-id", &client_request_id)
             .timeout(remaining.min(ATTEMPT_TIMEOUT));
         if let Some(body) = call.body {
             request = request.json(body);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| DirectoryError::Transient(e.without_url().to_string()))?;
+        // A write whose request left us may have been carried out, whatever happened next.
+        let lost = |e: reqwest::Error| {
+            let connect = e.is_connect();
+            let text = e.without_url().to_string();
+            if call.is_write() && !connect {
+                DirectoryError::Unanswered(text)
+            } else {
+                DirectoryError::Transient(text)
+            }
+        };
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                let err = lost(e);
+                log_failure(call, None, None, &client_request_id, &err);
+                return Err(err);
+            }
+        };
         let status = response.status().as_u16();
         let retry_after = wire::retry_after(response.headers());
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| DirectoryError::Transient(e.without_url().to_string()))?;
+        let request_id = response
+            .headers()
+            .get("request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        let body = match response.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                let err = lost(e);
+                log_failure(
+                    call,
+                    Some(status),
+                    request_id.as_deref(),
+                    &client_request_id,
+                    &err,
+                );
+                return Err(err);
+            }
+        };
         if (200..300).contains(&status) {
-            Ok((status, body))
-        } else {
-            Err(wire::classify(status, retry_after, &body, call.inviting))
+            return Ok((status, body));
         }
+        let err = match wire::classify(status, retry_after, &body, call.inviting) {
+            DirectoryError::Transient(text) if call.is_write() => DirectoryError::Unanswered(text),
+            other => other,
+        };
+        log_failure(
+            call,
+            Some(status),
+            request_id.as_deref(),
+            &client_request_id,
+            &err,
+        );
+        Err(err)
     }
 
     /// GETs and decodes; a 404 is `None`.
@@ -274,8 +318,43 @@ pub(super) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, DirectoryErr
     })
 }
 
-/// Token failures are classified like Graph's: the identity platform refusing our
-/// credential is permanent, its outages are not.
+/// Every failed call with the ids Microsoft support asks for: Graph's `request-id` and our
+/// `client-request-id`. A read that finds nothing is an answer, not a failure.
+fn log_failure(
+    call: &Call<'_>,
+    status: Option<u16>,
+    request_id: Option<&str>,
+    client_request_id: &str,
+    err: &DirectoryError,
+) {
+    let method = call.method.as_str();
+    let path = call.shown();
+    let status = status.unwrap_or(0);
+    match err {
+        DirectoryError::Permanent { status: 404, .. } if !call.is_write() => {
+            tracing::debug!(
+                method,
+                path,
+                status,
+                request_id,
+                client_request_id,
+                "graph: not found"
+            );
+        }
+        DirectoryError::Permanent { .. } => {
+            tracing::info!(method, path, status, request_id, client_request_id, error = %err, "graph call refused");
+        }
+        DirectoryError::AccessDenied { .. } => {
+            tracing::error!(method, path, status, request_id, client_request_id, error = %err, "graph refused this deployment's access");
+        }
+        _ => {
+            tracing::warn!(method, path, status, request_id, client_request_id, error = %err, "graph call failed");
+        }
+    }
+}
+
+/// Token failures: the identity platform refusing our credential is an outage of this
+/// deployment (retried, never a refusal of anyone); its own outages are transient.
 fn classify_token_error(e: &azure_core::Error) -> DirectoryError {
     // Credentials wrap the cause in a `Credential` error of their own: classify the cause.
     let mut cause = e;
@@ -293,21 +372,20 @@ fn classify_token_error(e: &azure_core::Error) -> DirectoryError {
             match status {
                 429 => DirectoryError::Throttled { retry_after: None },
                 500..=599 => DirectoryError::Transient(format!("token endpoint HTTP {status}")),
-                _ => DirectoryError::Permanent {
-                    status,
-                    code: error_code
+                _ => DirectoryError::access_denied(
+                    error_code
                         .as_ref()
                         .map(|c| format!("AADSTS{c}"))
+                        .or_else(|| aadsts_code(&e.to_string()))
                         .unwrap_or_else(|| "TokenRequestFailed".into()),
-                    message: format!("token request refused: {e}"),
-                },
+                    format!("token request refused (HTTP {status}): {e}"),
+                ),
             }
         }
         ErrorKind::Io => DirectoryError::Transient(format!("token request failed: {e}")),
         // azure_identity 1.0 cannot decode an Entra error whose description holds escapes
         // (Entra's "\r\nTrace ID: ..." does), so the AADSTS code survives only in the text.
-        ErrorKind::Credential | ErrorKind::DataConversion => DirectoryError::permanent(
-            0,
+        ErrorKind::Credential | ErrorKind::DataConversion => DirectoryError::access_denied(
             aadsts_code(&e.to_string()).unwrap_or_else(|| "CredentialUnavailable".into()),
             format!("no token: {e}"),
         ),

@@ -92,6 +92,10 @@ impl GraphDirectory {
 
 #[async_trait]
 impl Directory for GraphDirectory {
+    fn deadline(&self) -> Option<Instant> {
+        Some(GraphDirectory::deadline(self))
+    }
+
     async fn invite(&self, request: &InvitationRequest) -> Result<Invitation, DirectoryError> {
         let mut body = json!({
             "invitedUserEmailAddress": request.email,

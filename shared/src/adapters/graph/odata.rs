@@ -35,16 +35,34 @@ pub fn query(pairs: &[(&str, &str)]) -> String {
     out
 }
 
-/// The filter that finds a user by any of the addresses Entra keeps for them.
+/// The filter that finds the user an address belongs to: its `mail`, or the user principal
+/// name Entra gives the guest invited with it (`local_domain#EXT#@…`). Never `otherMails` or
+/// `proxyAddresses`: users may add addresses there themselves, and a member who lists a
+/// partner's address must not be taken for that partner's guest.
 pub fn user_by_email_filter(email: &str) -> String {
     let e = literal(email);
-    let smtp = literal(&format!("SMTP:{email}"));
-    format!("mail eq {e} or otherMails/any(x:x eq {e}) or proxyAddresses/any(x:x eq {smtp})")
+    match email.rsplit_once('@') {
+        Some((local, domain)) => {
+            let upn = literal(&format!("{local}_{domain}#EXT#@"));
+            format!("mail eq {e} or startswith(userPrincipalName,{upn})")
+        }
+        None => format!("mail eq {e}"),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn users_are_matched_by_mail_or_guest_name_only() {
+        assert_eq!(
+            user_by_email_filter("o'brien@litware.com"),
+            "mail eq 'o''brien@litware.com' or \
+             startswith(userPrincipalName,'o''brien_litware.com#EXT#@')"
+        );
+        assert_eq!(user_by_email_filter("no-at-sign"), "mail eq 'no-at-sign'");
+    }
 
     #[test]
     fn quotes_are_doubled() {

@@ -55,8 +55,33 @@ pub fn classify(
             Some(_) => DirectoryError::Throttled { retry_after },
             None => DirectoryError::Transient(format!("HTTP {status} {code}")),
         },
-        // Graph names no code of its own for the abuse block; its text is the only signal.
+        // Graph documents no codes for these 403s; their text is the only signal. A refusal
+        // by cross-tenant access settings or collaboration restrictions is about the invitee.
+        403 if inviting && refuses_the_invitee(&message) => DirectoryError::Permanent {
+            status,
+            code: if code.is_empty() {
+                "HTTP403".into()
+            } else {
+                code
+            },
+            message,
+        },
         403 if inviting && is_abuse_block(&message) => DirectoryError::Blocked(message),
+        401 => DirectoryError::access_denied(
+            if code.is_empty() {
+                "HTTP401".into()
+            } else {
+                code
+            },
+            message,
+        ),
+        403 if code == "Authorization_RequestDenied"
+            || message
+                .to_ascii_lowercase()
+                .contains("insufficient privileges") =>
+        {
+            DirectoryError::access_denied(code, message)
+        }
         _ => DirectoryError::Permanent {
             status,
             code: if code.is_empty() {
@@ -72,6 +97,15 @@ pub fn classify(
 fn is_abuse_block(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     m.contains("suspicious activity") || (m.contains("invitation") && m.contains("blocked"))
+}
+
+/// Refusals that concern the invitee's organisation, not our tenant as a whole.
+fn refuses_the_invitee(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("cross-tenant access")
+        || m.contains("collaboration restriction")
+        || m.contains("domain of the user's email address is a verified domain")
+        || m.contains("blocked-domain")
 }
 
 /// Graph's answers to "add what is already there" (reference sections 4-7). Graph documents
@@ -111,10 +145,30 @@ mod tests {
             classify(403, None, blocked, true).class(),
             FailureClass::Blocked
         );
-        assert_eq!(
-            classify(403, None, blocked, false).class(),
-            FailureClass::Permanent
-        );
+        // Outside invitations the same words are a refused permission: our outage.
+        assert!(matches!(
+            classify(403, None, blocked, false),
+            DirectoryError::AccessDenied { .. }
+        ));
+        let cross_tenant = br#"{"error":{"code":"Authorization_RequestDenied","message":"This invitation is blocked by cross-tenant access settings. Admins in both organizations must configure their cross-tenant access settings to allow the invitation."}}"#;
+        assert!(matches!(
+            classify(403, None, cross_tenant, true),
+            DirectoryError::Permanent { status: 403, .. }
+        ));
+        let denied = br#"{"error":{"code":"Authorization_RequestDenied","message":"Insufficient privileges to complete the operation."}}"#;
+        let e = classify(403, None, denied, true);
+        assert!(matches!(e, DirectoryError::AccessDenied { .. }), "{e:?}");
+        assert_eq!(e.class(), FailureClass::Transient);
+        assert!(e.to_string().contains("admin consent"), "{e}");
+        let invite_api = br#"{"error":{"code":"Unauthorized","message":"Insufficient privileges to perform requested operation by the application '00000003-0000-0000-c000-000000000000'. ControllerName=MSGraphInviteAPI, ActionName=CreateInvite"}}"#;
+        assert!(matches!(
+            classify(403, None, invite_api, true),
+            DirectoryError::AccessDenied { .. }
+        ));
+        assert!(matches!(
+            classify(401, None, b"", false),
+            DirectoryError::AccessDenied { .. }
+        ));
         let dup = br#"{"error":{"code":"Request_BadRequest","message":"One or more added object references already exist for the following modified properties: 'members'."}}"#;
         let e = classify(400, None, dup, false);
         assert!(is_already_present(&e));

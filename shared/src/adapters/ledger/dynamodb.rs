@@ -167,7 +167,7 @@ impl DynamoLedger {
 
     fn event_key(key: &EventKey) -> Item {
         Self::key(
-            format!("EVENT#{}", key_part(&key.source)),
+            format!("EVENT#{}", key_part(&key.stored_source())),
             format!("EVENT#{}", key_part(&key.id)),
         )
     }

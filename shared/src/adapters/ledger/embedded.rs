@@ -244,7 +244,8 @@ impl Ledger for EmbeddedLedger {
         self.run(move |inner| {
             inner.write(|txn| {
                 let mut table = txn.open_table(EVENTS).map_err(|e| inner.storage(e))?;
-                let k = (key.source.as_str(), key.id.as_str());
+                let source = key.stored_source();
+                let k = (source.as_str(), key.id.as_str());
                 let existing = table
                     .get(k)
                     .map_err(|e| inner.storage(e))?
@@ -280,7 +281,10 @@ impl Ledger for EmbeddedLedger {
             inner.write(|txn| {
                 let mut table = txn.open_table(EVENTS).map_err(|e| inner.storage(e))?;
                 table
-                    .insert((key.source.as_str(), key.id.as_str()), json.as_str())
+                    .insert(
+                        (key.stored_source().as_str(), key.id.as_str()),
+                        json.as_str(),
+                    )
                     .map_err(|e| inner.storage(e))?;
                 Ok(())
             })
@@ -293,7 +297,8 @@ impl Ledger for EmbeddedLedger {
         self.run(move |inner| {
             inner.write(|txn| {
                 let mut table = txn.open_table(EVENTS).map_err(|e| inner.storage(e))?;
-                let k = (key.source.as_str(), key.id.as_str());
+                let source = key.stored_source();
+                let k = (source.as_str(), key.id.as_str());
                 let in_progress = match table.get(k).map_err(|e| inner.storage(e))? {
                     // An unreadable record is dropped too: releasing must unblock the event.
                     Some(v) => !matches!(
@@ -318,7 +323,7 @@ impl Ledger for EmbeddedLedger {
             let txn = inner.db.begin_read().map_err(|e| inner.storage(e))?;
             let table = txn.open_table(EVENTS).map_err(|e| inner.storage(e))?;
             let stored = table
-                .get((key.source.as_str(), key.id.as_str()))
+                .get((key.stored_source().as_str(), key.id.as_str()))
                 .map_err(|e| inner.storage(e))?
                 .map(|v| decode::<StoredEvent>(v.value(), &event_what(&key)))
                 .transpose()?;

@@ -22,7 +22,7 @@
 //!
 //! | record | `pk` | `sk` | other attributes |
 //! |---|---|---|---|
-//! | event (`source`, `id`) | `EVENT#{source}` | `EVENT#{id}` | `state` S (`inProgress`/`done`), `leaseUntil` N (unix ms, in progress), `doc` S (JSON [`EventRecord`](crate::ports::ledger::EventRecord), done), `ttl` |
+//! | event (`scope`, `source`, `id`) | `EVENT#{scope}|{source}` | `EVENT#{id}` | `state` S (`inProgress`/`done`), `leaseUntil` N (unix ms, in progress), `doc` S (JSON [`EventRecord`](crate::ports::ledger::EventRecord), done), `ttl` |
 //! | partner | `PARTNER` | `PARTNER#{id}` | `doc` S (JSON [`PartnerRecord`](crate::ports::ledger::PartnerRecord)) |
 //! | guest | `GUEST` | `GUEST#{lower-case email}` | `doc` S (JSON [`GuestRecord`](crate::ports::ledger::GuestRecord)), `reminders` N |
 //! | circuit | `CIRCUIT` | `CIRCUIT` | `doc` S (JSON [`Circuit`]), `version` S |
