@@ -228,7 +228,13 @@ fn report(args: &Args, reports: &[FunctionReport], binary_dir: &Path) {
         RSS_TARGET_KIB / 1024,
         SIZE_TARGET_BYTES / 1024 / 1024
     );
-    println!("Binaries: `{}`\n", binary_dir.display());
+    // Relative to the workspace, so the committed results name no machine's paths.
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let shown = std::fs::canonicalize(&workspace)
+        .ok()
+        .and_then(|root| binary_dir.strip_prefix(root).ok().map(Path::to_path_buf))
+        .unwrap_or_else(|| binary_dir.to_path_buf());
+    println!("Binaries: `{}`\n", shown.display());
     println!(
         "| function | binary (stripped) | cold start p50 / p95 / max (embedded ledger) \
          | cold start p50 / p95 / max (DynamoDB ledger) | per event mean / p50 / p95 \
