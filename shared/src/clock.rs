@@ -59,14 +59,9 @@ impl Clock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn clock(pairs: &[(&str, &str)]) -> Result<Clock, ConfigError> {
-        let env: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Clock::from_env(&env)
+        Clock::from_env(&crate::config::test_env(pairs))
     }
 
     #[test]

@@ -521,17 +521,20 @@ fn domain_list(env: &dyn Env, var: &'static str) -> Result<Vec<String>, ConfigEr
         .collect()
 }
 
+/// An environment of the given variables, for tests.
+#[cfg(test)]
+pub(crate) fn test_env(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use super::test_env as env;
 
     #[test]
     fn durations() {

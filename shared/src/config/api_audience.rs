@@ -83,16 +83,11 @@ fn app_id_uri(value: &str) -> Result<String, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     const CLIENT: &str = "6a1f3e52-9c4d-4b8e-a7f0-2d5b8c9e1f34";
 
     fn load(pairs: &[(&str, &str)]) -> Result<Option<ApiAudience>, ConfigError> {
-        let env: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        ApiAudience::from_env(&env)
+        ApiAudience::from_env(&crate::config::test_env(pairs))
     }
 
     #[test]

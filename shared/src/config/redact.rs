@@ -41,17 +41,11 @@ impl fmt::Debug for WebhookSecrets {
 mod tests {
     use super::super::{AzureConfig, Env};
     use super::*;
-    use std::collections::HashMap;
 
     const CLIENT_SECRET: &str = "Xy18Q~client-secret-value-0123456789abcdef";
     const WEBHOOK_SECRET: &str = "whsec-do-not-log-me-0123456789";
 
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::config::test_env as env;
 
     #[test]
     fn debug_output_never_shows_a_secret() {

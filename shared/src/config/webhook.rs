@@ -55,14 +55,8 @@ pub fn split_secrets(values: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::config::test_env as env;
 
     #[test]
     fn webhook_secrets_from_secrets_manager_meet_the_same_minimum() {

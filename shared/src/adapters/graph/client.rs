@@ -264,26 +264,15 @@ impl GraphDirectory {
             .get("request-id")
             .and_then(|v| v.to_str().ok())
             .map(String::from);
-        let body = match response.bytes().await {
-            Ok(b) => b,
-            Err(e) => {
-                let err = lost(e);
-                log_failure(
-                    call,
-                    Some(status),
-                    request_id.as_deref(),
-                    &client_request_id,
-                    &err,
-                );
-                return Err(err);
-            }
-        };
-        if (200..300).contains(&status) {
-            return Ok((status, body));
-        }
-        let err = match wire::classify(status, retry_after, &body, call.inviting) {
-            DirectoryError::Transient(text) if call.is_write() => DirectoryError::Unanswered(text),
-            other => other,
+        let err = match response.bytes().await {
+            Ok(body) if (200..300).contains(&status) => return Ok((status, body)),
+            Ok(body) => match wire::classify(status, retry_after, &body, call.inviting) {
+                DirectoryError::Transient(text) if call.is_write() => {
+                    DirectoryError::Unanswered(text)
+                }
+                other => other,
+            },
+            Err(e) => lost(e),
         };
         log_failure(
             call,
