@@ -448,6 +448,12 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
                 .map(|g| match g.kind {
                     b2b_dev_tenant::GroupKind::Dynamic => format!("{} (dynamic)", g.display_name),
                     b2b_dev_tenant::GroupKind::Synced => format!("{} (synced)", g.display_name),
+                    b2b_dev_tenant::GroupKind::Distribution => {
+                        format!("{} (distribution list)", g.display_name)
+                    }
+                    b2b_dev_tenant::GroupKind::MailEnabledSecurity => {
+                        format!("{} (mail-enabled security)", g.display_name)
+                    }
                     b2b_dev_tenant::GroupKind::Assigned => g.display_name,
                 })
                 .collect();

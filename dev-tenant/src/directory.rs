@@ -1057,6 +1057,11 @@ impl Directory {
                     "Unable to update the specified properties for on-premises mastered Directory Sync objects or objects currently undergoing migration.",
                 ));
             }
+            GroupKind::Distribution | GroupKind::MailEnabledSecurity => {
+                return Err(GraphError::bad_request(
+                    "Cannot Update a mail-enabled security groups and or distribution list.",
+                ));
+            }
             GroupKind::Assigned => {}
         }
         if g.members.contains(&member) {

@@ -824,7 +824,14 @@ fn render_group(g: &Group) -> Value {
             Value::Null,
         ),
         GroupKind::Synced => (json!([]), Value::Null, Value::Null, json!(true)),
+        GroupKind::Distribution | GroupKind::MailEnabledSecurity => {
+            (json!([]), Value::Null, Value::Null, Value::Null)
+        }
     };
+    let mail_enabled = matches!(
+        g.kind,
+        GroupKind::Distribution | GroupKind::MailEnabledSecurity
+    );
     let nickname: String = g
         .display_name
         .chars()
@@ -836,13 +843,13 @@ fn render_group(g: &Group) -> Value {
         "description": null,
         "displayName": g.display_name,
         "groupTypes": types,
-        "mail": null,
-        "mailEnabled": false,
+        "mail": if mail_enabled { json!(format!("{}@contoso.com", nickname.to_lowercase())) } else { Value::Null },
+        "mailEnabled": mail_enabled,
         "mailNickname": if nickname.is_empty() { "group".to_string() } else { nickname },
         "membershipRule": rule,
         "membershipRuleProcessingState": state,
         "onPremisesSyncEnabled": synced,
-        "securityEnabled": true,
+        "securityEnabled": g.kind != GroupKind::Distribution,
         "visibility": null,
     })
 }

@@ -127,6 +127,10 @@ pub enum GroupKind {
     Dynamic,
     /// Mastered on-premises (`onPremisesSyncEnabled`); read-only in the cloud.
     Synced,
+    /// A distribution list (`mailEnabled`, not `securityEnabled`): Exchange owns its members.
+    Distribution,
+    /// A mail-enabled security group: Exchange owns its members too.
+    MailEnabledSecurity,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -277,6 +277,16 @@ async fn grants_and_their_already_there_cases() {
         kind: GroupKind::Synced,
         membership_rule: None,
     });
+    let distribution = control.add_group(NewGroup {
+        display_name: "Newsletter".into(),
+        kind: GroupKind::Distribution,
+        membership_rule: None,
+    });
+    let mail_security = control.add_group(NewGroup {
+        display_name: "Finance mail".into(),
+        kind: GroupKind::MailEnabledSecurity,
+        membership_rule: None,
+    });
     let app = control.add_service_principal("Portal", [("Reader", "Reader")]);
     let role = AppRoleRef {
         resource_id: app.id.clone(),
@@ -294,7 +304,7 @@ async fn grants_and_their_already_there_cases() {
     assert_eq!(control.group_members(&assigned.id), vec![guest.clone()]);
 
     control.clear_requests();
-    for group in [&dynamic.id, &synced.id] {
+    for group in [&dynamic.id, &synced.id, &distribution.id, &mail_security.id] {
         let err = d.add_group_member(group, &guest).await.unwrap_err();
         assert!(
             matches!(&err, DirectoryError::Permanent { code, .. } if code == "GroupRefusesMembers"),

@@ -87,13 +87,16 @@ impl EventWork<'_> {
                     "event done"
                 );
             }
-            Err(abort) => tracing::warn!(
-                function,
-                class = ?abort.class,
-                error = %abort,
-                elapsed_ms,
-                "event not done; it will be retried"
-            ),
+            Err(abort) => {
+                abort.report_outage(function);
+                tracing::warn!(
+                    function,
+                    class = ?abort.class,
+                    error = %abort,
+                    elapsed_ms,
+                    "event not done; it will be retried"
+                )
+            }
         }
         result
     }

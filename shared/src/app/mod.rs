@@ -21,6 +21,9 @@ pub struct Abort {
     pub class: FailureClass,
     pub message: String,
     pub retry_after: Option<Duration>,
+    /// This deployment's own access to Graph was refused: an outage an operator must fix
+    /// (the log line names the fix, a metric raises the alarm).
+    pub access_denied: bool,
 }
 
 impl Abort {
@@ -29,6 +32,7 @@ impl Abort {
             class: FailureClass::Transient,
             message: message.into(),
             retry_after: None,
+            access_denied: false,
         }
     }
 
@@ -37,6 +41,7 @@ impl Abort {
             class: FailureClass::Blocked,
             message: format!("invitations are blocked for the tenant: {reason}"),
             retry_after: None,
+            access_denied: false,
         }
     }
 
@@ -47,6 +52,22 @@ impl Abort {
                       an operator must close the circuit, or a probe will after CIRCUIT_PROBE_AFTER"
                 .into(),
             retry_after: None,
+            access_denied: false,
+        }
+    }
+}
+
+impl Abort {
+    /// Logs an outage of this deployment's own access once per unit, with the metric the
+    /// `GraphAccessDenied` alarm counts. Nothing else is logged at that level for it.
+    pub fn report_outage(&self, function: &str) {
+        if self.access_denied {
+            tracing::error!(
+                metric = "GraphAccessDenied",
+                function,
+                error = %self.message,
+                "this deployment's access to Microsoft Graph is refused; the work is retried until it is fixed"
+            );
         }
     }
 }
@@ -70,6 +91,7 @@ impl From<LedgerError> for Abort {
             },
             message: format!("ledger: {e}"),
             retry_after: None,
+            access_denied: false,
         }
     }
 }
@@ -79,6 +101,7 @@ impl From<DirectoryError> for Abort {
         Abort {
             class: e.class(),
             retry_after: e.retry_after(),
+            access_denied: matches!(e, DirectoryError::AccessDenied { .. }),
             message: e.to_string(),
         }
     }
@@ -93,6 +116,7 @@ impl From<MailerError> for Abort {
             },
             message: format!("mail: {e}"),
             retry_after: None,
+            access_denied: false,
         }
     }
 }

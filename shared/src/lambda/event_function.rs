@@ -169,6 +169,13 @@ pub fn abort_problem(abort: &Abort) -> Problem {
         FailureClass::Throttled => {
             Problem::new(429, "Too many requests", abort.message.clone()).retry_after(wait)
         }
+        // The caller learns nothing of our credentials or permissions; the log has the cause.
+        _ if abort.access_denied => Problem::new(
+            503,
+            "Temporarily unavailable",
+            "the service cannot reach Microsoft Graph at the moment; send the request again later",
+        )
+        .retry_after(wait),
         _ => Problem::new(503, "Temporarily unavailable", abort.message.clone()).retry_after(wait),
     }
 }

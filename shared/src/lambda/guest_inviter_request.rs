@@ -182,6 +182,7 @@ impl GuestInviterRequest {
         {
             Ok(answer) => answer_response(answer),
             Err(abort) => {
+                abort.report_outage(FUNCTION);
                 tracing::warn!(class = ?abort.class(), error = %abort, "self-service request stopped; the caller may retry");
                 abort_problem(&abort).response()
             }
@@ -272,6 +273,7 @@ impl Handler for GuestInviterRequest {
                             .process_part(m.body.as_bytes(), fallback, m.deadline)
                             .await
                             .map(|_| ())
+                            .inspect_err(|abort| abort.report_outage(FUNCTION))
                     }
                 })
                 .await;

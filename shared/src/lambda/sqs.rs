@@ -84,7 +84,8 @@ where
         if let Err(abort) = handle(message).await {
             tracing::warn!(message_id, class = ?abort.class(), error = %abort, "message failed; SQS will redeliver it");
             failures.push(failure(message_id));
-            if abort.class() == FailureClass::Blocked {
+            // The same block, or the same refused credential, would stop every message after.
+            if abort.class() == FailureClass::Blocked || abort.access_denied {
                 stop = Some(abort.message.clone());
             }
         }

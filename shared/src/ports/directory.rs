@@ -237,16 +237,28 @@ pub struct Group {
     #[serde(default)]
     pub group_types: Vec<String>,
     pub on_premises_sync_enabled: Option<bool>,
+    pub mail_enabled: Option<bool>,
+    pub security_enabled: Option<bool>,
 }
 
 impl Group {
-    /// Members of dynamic groups come from a rule, and of synced groups from on-premises:
-    /// neither accepts a member added through Graph.
+    /// Members of dynamic groups come from a rule, of synced groups from on-premises, and of
+    /// distribution lists and mail-enabled security groups from Exchange: none accepts a
+    /// member added through Graph.
     pub fn refuses_manual_members(&self) -> Option<&'static str> {
         if self.group_types.iter().any(|t| t == "DynamicMembership") {
             Some("dynamic membership group: members come from its rule")
         } else if self.on_premises_sync_enabled == Some(true) {
             Some("group is synced from on-premises and cannot take guests")
+        } else if self.mail_enabled == Some(true)
+            && !self.group_types.iter().any(|t| t == "Unified")
+        {
+            // Microsoft 365 groups are mail-enabled too, and Graph manages their members.
+            Some(if self.security_enabled == Some(true) {
+                "mail-enabled security group: Exchange manages its members, Graph cannot add any"
+            } else {
+                "distribution list: Exchange manages its members, Graph cannot add any"
+            })
         } else {
             None
         }

@@ -225,7 +225,10 @@ impl Directory for GraphDirectory {
         self.get_json(format!(
             "/groups/{}{}",
             encode(group_id),
-            query(&[("$select", "id,displayName,groupTypes,onPremisesSyncEnabled")])
+            query(&[(
+                "$select",
+                "id,displayName,groupTypes,onPremisesSyncEnabled,mailEnabled,securityEnabled"
+            )])
         ))
         .await
     }
