@@ -364,6 +364,7 @@ struct Overlay {
     guests: HashMap<String, GuestRecord>,
     circuit: Option<Circuit>,
     checkpoints: HashMap<String, Option<Checkpoint>>,
+    progress: HashMap<(EventKey, String), Vec<String>>,
 }
 
 impl OverlayLedger {
@@ -521,6 +522,37 @@ impl Ledger for OverlayLedger {
             self.overlay().circuit = Some(circuit);
         }
         Ok(due)
+    }
+
+    async fn progress(&self, unit: &EventKey, email: &str) -> Result<Vec<String>, LedgerError> {
+        let mut steps = self.inner.progress(unit, email).await?;
+        if let Some(mine) = self
+            .overlay()
+            .progress
+            .get(&(unit.clone(), email.to_lowercase()))
+        {
+            steps.extend(
+                mine.iter()
+                    .filter(|s| !steps.contains(s))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
+        }
+        Ok(steps)
+    }
+
+    async fn record_progress(
+        &self,
+        unit: &EventKey,
+        email: &str,
+        step: &str,
+    ) -> Result<(), LedgerError> {
+        self.overlay()
+            .progress
+            .entry((unit.clone(), email.to_lowercase()))
+            .or_default()
+            .push(step.to_string());
+        Ok(())
     }
 
     async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, LedgerError> {

@@ -544,6 +544,7 @@ impl Importer<'_> {
             refused: Vec::new(),
         };
         let directory = rt.directory(Instant::now() + ROW_TIME);
+        let unit = row.key();
         let mut outcomes = Onboarding {
             directory: directory.as_ref(),
             ledger: rt.ledger.as_ref(),
@@ -551,6 +552,7 @@ impl Importer<'_> {
             gate: &self.gate,
             now,
             probe_after: rt.settings.circuit_probe_after,
+            unit: Some(&unit),
             partner_name,
             inviter_name: None,
         }

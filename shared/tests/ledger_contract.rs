@@ -551,6 +551,56 @@ fn embedded() -> (tempfile::TempDir, Arc<dyn Ledger>) {
     (dir, Arc::new(ledger))
 }
 
+async fn progress_is_kept_per_unit_and_invitee(ledger: Arc<dyn Ledger>) {
+    let unit = key("https://contracts.example/crm", "contract-9");
+    let other = key("https://contracts.example/crm", "contract-10");
+    assert!(
+        ledger
+            .progress(&unit, "ann@litware.com")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let steps = ["properties", "sponsor:s-1", "group-1", "group-1"];
+    // At once, as the invitees of a unit land their grants concurrently.
+    futures::future::join_all(steps.iter().map(|step| {
+        let ledger = ledger.clone();
+        let unit = unit.clone();
+        async move {
+            ledger
+                .record_progress(&unit, "Ann@Litware.com", step)
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    let mut got = ledger.progress(&unit, "ann@litware.com").await.unwrap();
+    got.sort();
+    assert_eq!(got, ["group-1", "properties", "sponsor:s-1"]);
+    assert!(
+        ledger
+            .progress(&unit, "kim@litware.com")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        ledger
+            .progress(&other, "ann@litware.com")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let elsewhere = EventKey::new("hr-record-added", unit.source.clone(), unit.id.clone());
+    assert!(
+        ledger
+            .progress(&elsewhere, "ann@litware.com")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 macro_rules! contract {
     ($($test:ident),* $(,)?) => {
         mod ledger_embedded {
@@ -590,6 +640,7 @@ contract!(
     partners_round_trip,
     guests_round_trip,
     guests_come_page_by_page,
+    progress_is_kept_per_unit_and_invitee,
 );
 
 // ---- adapter specifics ----------------------------------------------------------------

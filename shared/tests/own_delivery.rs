@@ -99,6 +99,17 @@ impl Ledger for FailsAfterInvitation {
     ) -> Result<bool, LedgerError> {
         self.inner.claim_probe(now, probe_after).await
     }
+    async fn progress(&self, unit: &EventKey, email: &str) -> Result<Vec<String>, LedgerError> {
+        self.inner.progress(unit, email).await
+    }
+    async fn record_progress(
+        &self,
+        unit: &EventKey,
+        email: &str,
+        step: &str,
+    ) -> Result<(), LedgerError> {
+        self.inner.record_progress(unit, email, step).await
+    }
     async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, LedgerError> {
         self.inner.checkpoint(name).await
     }

@@ -186,7 +186,7 @@ impl EventWork<'_> {
         if let Some(partner) = &plan.partner {
             rt.ledger.put_partner(partner).await?;
         }
-        let outcomes = self.onboard(&plan, partner_name, now).await?;
+        let outcomes = self.onboard(key, &plan, partner_name, now).await?;
         if let Some(partner) = with_inviter_ids(plan.partner.as_ref(), &outcomes) {
             rt.ledger.put_partner(&partner).await?;
         }
@@ -203,6 +203,7 @@ impl EventWork<'_> {
 
     async fn onboard(
         &self,
+        key: &EventKey,
         plan: &Plan,
         partner_name: Option<String>,
         now: OffsetDateTime,
@@ -215,6 +216,7 @@ impl EventWork<'_> {
             gate: self.gate,
             now,
             probe_after: rt.settings.circuit_probe_after,
+            unit: Some(key),
             partner_name,
             inviter_name: None,
         }

@@ -44,6 +44,9 @@ pub struct Onboarding<'a> {
     pub gate: &'a CircuitGate,
     pub now: OffsetDateTime,
     pub probe_after: Duration,
+    /// The unit of work (an event, a part, an import row) whose progress per invitee is kept,
+    /// so that a later attempt of it spends no write on what landed.
+    pub unit: Option<&'a crate::ports::ledger::EventKey>,
     /// Names shown in our own invitation email.
     pub partner_name: Option<String>,
     pub inviter_name: Option<String>,
@@ -115,70 +118,96 @@ impl Run<'_, '_> {
         if let Some(record) = guest.unmailed {
             self.mail_redeem_url(p, record).await?;
         }
-        let mut granted = Vec::new();
-        let mut problems = Vec::new();
         let user = guest.user_id.as_str();
-        let fresh = guest.fresh;
+        let email = p.email.key();
+        let done = match o.unit {
+            Some(unit) => o.ledger.progress(unit, &email).await?,
+            None => Vec::new(),
+        };
+        let mut g = Grants {
+            email: &email,
+            user,
+            fresh: guest.fresh,
+            done,
+            granted: Vec::new(),
+            problems: Vec::new(),
+        };
         if !p.patch.is_empty() {
-            note(
-                self.landed(fresh, user, || o.directory.update_user(user, &p.patch))
-                    .await,
-                "properties",
-                &mut granted,
-                &mut problems,
-            )?;
+            self.grant(&mut g, "properties".into(), || {
+                o.directory.update_user(user, &p.patch)
+            })
+            .await?;
         }
         for sponsor in &p.sponsors {
             match self.sponsor_id(sponsor).await? {
-                Some(id) => note(
-                    self.landed(fresh, user, || o.directory.add_sponsor(user, &id))
-                        .await,
-                    &format!("sponsor:{id}"),
-                    &mut granted,
-                    &mut problems,
-                )?,
-                None => problems.push(format!("sponsor {sponsor} does not exist")),
+                Some(id) => {
+                    self.grant(&mut g, format!("sponsor:{id}"), || {
+                        o.directory.add_sponsor(user, &id)
+                    })
+                    .await?
+                }
+                None => g.problems.push(format!("sponsor {sponsor} does not exist")),
             }
         }
         for group in &p.access.groups {
-            note(
-                self.landed(fresh, user, || o.directory.add_group_member(group, user))
-                    .await,
-                group,
-                &mut granted,
-                &mut problems,
-            )?;
+            self.grant(&mut g, group.clone(), || {
+                o.directory.add_group_member(group, user)
+            })
+            .await?;
         }
         for role in &p.access.app_roles {
-            note(
-                self.landed(fresh, user, || o.directory.assign_app_role(user, role))
-                    .await,
-                &format!("appRole:{}/{}", role.resource_id, role.app_role_id),
-                &mut granted,
-                &mut problems,
-            )?;
+            let what = format!("appRole:{}/{}", role.resource_id, role.app_role_id);
+            self.grant(&mut g, what, || o.directory.assign_app_role(user, role))
+                .await?;
         }
         if p.guest_inviter {
-            note(
-                self.landed(fresh, user, || {
-                    o.directory.assign_directory_role(user, GUEST_INVITER_ROLE)
-                })
-                .await,
-                &format!("directoryRole:{GUEST_INVITER_ROLE}"),
-                &mut granted,
-                &mut problems,
-            )?;
+            self.grant(
+                &mut g,
+                format!("directoryRole:{GUEST_INVITER_ROLE}"),
+                || o.directory.assign_directory_role(user, GUEST_INVITER_ROLE),
+            )
+            .await?;
         }
-        if !problems.is_empty() {
-            tracing::warn!(invitee = %mask(p.email.as_str()), problems = ?problems, "some grants refused");
+        if !g.problems.is_empty() {
+            tracing::warn!(invitee = %mask(p.email.as_str()), problems = ?g.problems, "some grants refused");
         }
+        let reason = (!g.problems.is_empty()).then(|| g.problems.join("; "));
+        let granted = g.granted;
         Ok(InviteeOutcome {
-            email: p.email.key(),
+            email,
             result: guest.result,
-            user_id: Some(guest.user_id),
+            user_id: Some(guest.user_id.clone()),
             granted,
-            reason: (!problems.is_empty()).then(|| problems.join("; ")),
+            reason,
         })
+    }
+
+    /// One grant: skipped without a write when an earlier attempt of this unit recorded it,
+    /// else written (replication waited out) and recorded the moment it lands.
+    async fn grant<T, F, Fut>(
+        &self,
+        g: &mut Grants<'_>,
+        what: String,
+        write: F,
+    ) -> Result<(), Abort>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, DirectoryError>>,
+    {
+        if g.done.contains(&what) {
+            g.granted.push(what);
+            return Ok(());
+        }
+        let result = self.landed(g.fresh, g.user, write).await;
+        let landed = result.is_ok();
+        note(result, &what, &mut g.granted, &mut g.problems)?;
+        if landed && let Some(unit) = self.onboarding.unit {
+            self.onboarding
+                .ledger
+                .record_progress(unit, g.email, &what)
+                .await?;
+        }
+        Ok(())
     }
 
     /// The ledger first (our own guests), then Graph (anyone else), then an invitation.
@@ -458,6 +487,17 @@ impl Run<'_, '_> {
             .insert(reference.to_string(), id.clone());
         Ok(id)
     }
+}
+
+/// The grants of one invitee as they are carried out.
+struct Grants<'g> {
+    email: &'g str,
+    user: &'g str,
+    fresh: bool,
+    /// Recorded by earlier attempts of this unit.
+    done: Vec<String>,
+    granted: Vec<String>,
+    problems: Vec<String>,
 }
 
 /// Why one invitee could not be brought in.

@@ -431,7 +431,7 @@ impl SelfService<'_> {
         now: OffsetDateTime,
     ) -> Result<Answer, Abort> {
         let outcomes = self
-            .onboarding(directory, &a.partner, a.requester_name.clone(), now)
+            .onboarding(key, directory, &a.partner, a.requester_name.clone(), now)
             .run(&a.plan)
             .await?;
         let record = EventRecord {
@@ -532,6 +532,7 @@ impl SelfService<'_> {
 
     fn onboarding<'o>(
         &'o self,
+        unit: &'o EventKey,
         directory: &'o dyn Directory,
         partner: &PartnerRecord,
         inviter_name: Option<String>,
@@ -545,6 +546,7 @@ impl SelfService<'_> {
             gate: self.gate,
             now,
             probe_after: rt.settings.circuit_probe_after,
+            unit: Some(unit),
             partner_name: Some(partner.name.clone()),
             inviter_name,
         }
@@ -665,6 +667,7 @@ impl SelfService<'_> {
         let plan = plan_request(req, &partner, &requester, &settings);
         let done = self
             .onboarding(
+                key,
                 directory,
                 &partner,
                 data.requester.display_name.clone(),

@@ -311,6 +311,18 @@ pub trait Ledger: Send + Sync {
         probe_after: Duration,
     ) -> Result<bool, LedgerError>;
 
+    /// The steps (grants, sponsors, roles, properties) that already landed for `email` in the
+    /// unit of work `unit` (an event, or a part of one): a later attempt of the same unit skips
+    /// them without a Graph write. Kept as an item per invitee, so an event of any size fits.
+    async fn progress(&self, unit: &EventKey, email: &str) -> Result<Vec<String>, LedgerError>;
+    /// Records that `step` landed for `email` in `unit`, as soon as it has.
+    async fn record_progress(
+        &self,
+        unit: &EventKey,
+        email: &str,
+        step: &str,
+    ) -> Result<(), LedgerError>;
+
     async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, LedgerError>;
     async fn put_checkpoint(
         &self,

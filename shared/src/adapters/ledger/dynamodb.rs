@@ -36,6 +36,7 @@ const STATE: &str = "state";
 const LEASE_UNTIL: &str = "leaseUntil";
 const REMINDERS: &str = "reminders";
 const VERSION: &str = "version";
+const STEPS: &str = "steps";
 
 const IN_PROGRESS: &str = "inProgress";
 const DONE: &str = "done";
@@ -185,6 +186,17 @@ impl DynamoLedger {
 
     fn circuit_key() -> Item {
         Self::key(CIRCUIT_KEY.into(), CIRCUIT_KEY.into())
+    }
+
+    fn progress_key(unit: &EventKey, email: &str) -> Item {
+        Self::key(
+            format!(
+                "PROGRESS#{}#{}",
+                key_part(&unit.stored_source()),
+                key_part(&unit.id)
+            ),
+            format!("INVITEE#{}", key_part(&guest_key(email))),
+        )
     }
 
     fn checkpoint_key(name: &str) -> Item {
@@ -622,6 +634,39 @@ impl Ledger for DynamoLedger {
             "claim of a circuit probe",
         )
         .await
+    }
+
+    async fn progress(&self, unit: &EventKey, email: &str) -> Result<Vec<String>, LedgerError> {
+        let item = self
+            .get(Self::progress_key(unit, email), "invitee progress")
+            .await?;
+        Ok(item
+            .and_then(|i| i.get(STEPS).and_then(|v| v.as_ss().ok()).cloned())
+            .unwrap_or_default())
+    }
+
+    /// One atomic `ADD` to a string set: no read, and concurrent steps never overwrite
+    /// each other.
+    async fn record_progress(
+        &self,
+        unit: &EventKey,
+        email: &str,
+        step: &str,
+    ) -> Result<(), LedgerError> {
+        let expires = ttl_seconds(OffsetDateTime::now_utc(), COMPLETED_TTL);
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::progress_key(unit, email)))
+            .update_expression("ADD #steps :step SET #ttl = :ttl")
+            .expression_attribute_names("#steps", STEPS)
+            .expression_attribute_names("#ttl", TTL)
+            .expression_attribute_values(":step", AttributeValue::Ss(vec![step.to_string()]))
+            .expression_attribute_values(":ttl", n(expires))
+            .send()
+            .await
+            .map_err(|e| classify(&e, &self.table, "invitee progress"))?;
+        Ok(())
     }
 
     async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, LedgerError> {

@@ -26,6 +26,8 @@ const GUESTS: TableDefinition<&str, &str> = TableDefinition::new("guests");
 const STATE: TableDefinition<&str, &str> = TableDefinition::new("state");
 /// Checkpoint name -> [`Checkpoint`].
 const CHECKPOINTS: TableDefinition<&str, &str> = TableDefinition::new("checkpoints");
+/// `{scope}|{source}#{id}\n{lower-case email}` -> JSON list of the steps that landed.
+const PROGRESS: TableDefinition<&str, &str> = TableDefinition::new("progress");
 
 const CIRCUIT_KEY: &str = "circuit";
 
@@ -119,7 +121,7 @@ impl EmbeddedLedger {
         // Creating every table up front lets readers assume they exist.
         inner.write(|txn| {
             txn.open_table(EVENTS).map_err(|e| inner.storage(e))?;
-            for table in [PARTNERS, GUESTS, STATE, CHECKPOINTS] {
+            for table in [PARTNERS, GUESTS, STATE, CHECKPOINTS, PROGRESS] {
                 txn.open_table(table).map_err(|e| inner.storage(e))?;
             }
             Ok(())
@@ -226,6 +228,10 @@ fn decode<T: DeserializeOwned>(json: &str, what: &str) -> Result<T, LedgerError>
 fn encode<T: Serialize>(value: &T) -> Result<String, LedgerError> {
     serde_json::to_string(value)
         .map_err(|e| LedgerError::Corrupt(format!("cannot encode a ledger record: {e}")))
+}
+
+fn progress_key(unit: &EventKey, email: &str) -> String {
+    format!("{}#{}\n{}", unit.stored_source(), unit.id, guest_key(email))
 }
 
 fn event_what(key: &EventKey) -> String {
@@ -501,6 +507,45 @@ impl Ledger for EmbeddedLedger {
         let name = name.to_string();
         self.run(move |inner| inner.get(CHECKPOINTS, &name, &format!("checkpoint {name}")))
             .await
+    }
+
+    async fn progress(&self, unit: &EventKey, email: &str) -> Result<Vec<String>, LedgerError> {
+        let key = progress_key(unit, email);
+        self.run(move |inner| {
+            Ok(inner
+                .get::<Vec<String>>(PROGRESS, &key, "invitee progress")?
+                .unwrap_or_default())
+        })
+        .await
+    }
+
+    async fn record_progress(
+        &self,
+        unit: &EventKey,
+        email: &str,
+        step: &str,
+    ) -> Result<(), LedgerError> {
+        let key = progress_key(unit, email);
+        let step = step.to_string();
+        self.run(move |inner| {
+            inner.write(|txn| {
+                let mut table = txn.open_table(PROGRESS).map_err(|e| inner.storage(e))?;
+                let mut steps: Vec<String> = match table.get(key.as_str()) {
+                    Ok(Some(v)) => decode(v.value(), "invitee progress")?,
+                    Ok(None) => Vec::new(),
+                    Err(e) => return Err(inner.storage(e)),
+                };
+                if !steps.contains(&step) {
+                    steps.push(step);
+                    let json = encode(&steps)?;
+                    table
+                        .insert(key.as_str(), json.as_str())
+                        .map_err(|e| inner.storage(e))?;
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     async fn put_checkpoint(

@@ -16,7 +16,7 @@
 //! |---|---|---|
 //! | `pk` | S | partition key |
 //! | `sk` | S | sort key |
-//! | `ttl` | N | DynamoDB TTL attribute (unix seconds); only on event records |
+//! | `ttl` | N | DynamoDB TTL attribute (unix seconds); on event and invitee progress records |
 //!
 //! Billing mode on-demand (`PAY_PER_REQUEST`), TTL enabled on `ttl`, no secondary index.
 //!
@@ -27,6 +27,7 @@
 //! | guest | `GUEST` | `GUEST#{lower-case email}` | `doc` S (JSON [`GuestRecord`](crate::ports::ledger::GuestRecord)), `reminders` N |
 //! | circuit | `CIRCUIT` | `CIRCUIT` | `doc` S (JSON [`Circuit`]), `version` S |
 //! | checkpoint | `CHECKPOINT` | `CHECKPOINT#{name}` | `doc` S (JSON [`Checkpoint`](crate::ports::ledger::Checkpoint)) |
+//! | invitee progress | `PROGRESS#{scope}|{source}#{id}` | `INVITEE#{lower-case email}` | `steps` SS (what landed), `ttl` |
 //!
 //! Partners and guests share one constant partition each, so listing them is a paginated
 //! Query, never a Scan; both are written at invitation pace (Graph allows 20 writes a second),

@@ -1,0 +1,130 @@
+//! Large units of work (SPEC 5.2), end to end: progress kept per invitee, so a unit that
+//! does not fit one invocation finishes over its redeliveries without redoing its writes.
+
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use b2b::ports::ledger::{EventKey, EventStatus, InviteeResult};
+use b2b_e2e::TestEnv;
+use b2b_e2e::checks::{app_role, batch_failures, group_id, invitation_posts};
+use b2b_e2e::events::{cloud_event, sqs_event};
+use serde_json::{Value, json};
+
+const SOURCE: &str = "urn:contracts:crm";
+const CONTACTS: usize = 40;
+
+fn partner(env: &TestEnv) -> anyhow::Result<String> {
+    let control = env.control();
+    let portal = app_role(&control, "Partner Portal", "Portal.Reader")?;
+    let contacts: Vec<Value> = (1..=CONTACTS)
+        .map(|i| json!({ "email": format!("contact{i}@litware.com"), "displayName": format!("Contact {i}") }))
+        .collect();
+    Ok(cloud_event(
+        "partner.signed",
+        SOURCE,
+        "contract-bulk-1",
+        json!({
+            "partner": { "id": "litware", "name": "Litware Inc.", "domains": ["litware.com"] },
+            "contacts": contacts,
+            "access": {
+                "groups": [group_id(&control, "Partners")?],
+                "appRoles": [ { "resourceId": portal.0, "appRoleId": portal.1 } ],
+            },
+            "sponsors": ["megan.bowen@contoso.com"],
+        }),
+    ))
+}
+
+fn writes(env: &TestEnv) -> usize {
+    env.control()
+        .requests()
+        .iter()
+        .filter(|r| r.is_write)
+        .count()
+}
+
+#[tokio::test]
+async fn a_partner_too_large_for_one_invocation_finishes_without_redoing_its_writes()
+-> anyhow::Result<()> {
+    // One uninterrupted run: the writes the event needs.
+    let baseline = TestEnv::builder()
+        .var("GRAPH_MAX_WRITES_PER_SECOND", "50")
+        .start()
+        .await?;
+    let body = partner(&baseline)?;
+    let function = baseline.spawn("partner-signed").await?;
+    let answer = function
+        .invoke(sqs_event(&[("m-1", &body)]), Duration::from_secs(120))
+        .await?;
+    ensure!(batch_failures(&answer)?.is_empty(), "baseline: {answer}");
+    function.stop().await;
+    let needed = writes(&baseline);
+    drop(baseline);
+
+    // 5 writes a second and 20 s an invocation: the event takes several deliveries.
+    let env = TestEnv::builder()
+        .var("GRAPH_MAX_WRITES_PER_SECOND", "5")
+        .start()
+        .await?;
+    let body = partner(&env)?;
+    let function = env.spawn("partner-signed").await?;
+    let mut deliveries = 0;
+    loop {
+        deliveries += 1;
+        ensure!(deliveries <= 5, "not done within 5 deliveries");
+        let answer = function
+            .invoke(sqs_event(&[("m-1", &body)]), Duration::from_secs(20))
+            .await?;
+        if batch_failures(&answer)?.is_empty() {
+            break;
+        }
+    }
+    function.stop().await;
+    ensure!(
+        deliveries > 1,
+        "fitted one invocation: the test proves nothing"
+    );
+    let spent = writes(&env);
+    ensure!(
+        (spent as f64) < 1.3 * needed as f64,
+        "{deliveries} deliveries wrote {spent} times; one uninterrupted run writes {needed}"
+    );
+
+    let control = env.control();
+    ensure!(
+        invitation_posts(&control).len() == CONTACTS,
+        "each contact invited once: {} invitations",
+        invitation_posts(&control).len()
+    );
+    let record = env
+        .ledger()
+        .await?
+        .event(&EventKey::new("partner-signed", SOURCE, "contract-bulk-1"))
+        .await?
+        .context("no record")?;
+    ensure!(
+        record.status == EventStatus::Completed && record.outcomes.len() == CONTACTS,
+        "{record:?}"
+    );
+    let group = group_id(&control, "Partners")?;
+    let portal = app_role(&control, "Partner Portal", "Portal.Reader")?;
+    let role = format!("appRole:{}/{}", portal.0, portal.1);
+    let members = control.group_members(&group);
+    for outcome in &record.outcomes {
+        ensure!(
+            outcome.result != InviteeResult::Rejected && outcome.reason.is_none(),
+            "{outcome:?}"
+        );
+        ensure!(
+            outcome.granted.contains(&group)
+                && outcome.granted.contains(&role)
+                && outcome.granted.iter().any(|g| g.starts_with("sponsor:")),
+            "{outcome:?}"
+        );
+        let user = outcome.user_id.as_deref().context("no user id")?;
+        ensure!(members.iter().any(|m| m == user), "{user} not in the group");
+    }
+    let mails = env.outbox()?.len();
+    ensure!(mails == CONTACTS, "one email each: {mails}");
+    Ok(())
+}
