@@ -432,6 +432,14 @@ impl Control {
         self.inner.dir().groups.clone()
     }
 
+    /// Adds a member as an administrator would, outside Graph's request log and limits.
+    pub fn add_group_member(&self, group_id: &str, member_id: &str) -> anyhow::Result<()> {
+        self.inner
+            .dir()
+            .add_group_member(group_id, member_id)
+            .map_err(|e| anyhow!("{}", e.message))
+    }
+
     /// Object ids of the group's members.
     pub fn group_members(&self, group_id: &str) -> Vec<String> {
         self.inner

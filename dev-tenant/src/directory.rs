@@ -1034,17 +1034,32 @@ impl Directory {
     }
 
     pub fn add_group_member(&mut self, group_id: &str, member_id: &str) -> GraphResult<()> {
+        self.add_group_members(group_id, &[member_id.to_string()])
+    }
+
+    /// Adds every member or none (Graph's `members@odata.bind`): one that does not exist, or
+    /// is a member already, fails the whole request.
+    pub fn add_group_members(&mut self, group_id: &str, member_ids: &[String]) -> GraphResult<()> {
         let gi = self
             .groups
             .iter()
             .position(|g| g.id.eq_ignore_ascii_case(group_id))
             .ok_or_else(|| GraphError::not_found(group_id))?;
-        let member = match self.object(member_id) {
-            Some(ObjectRef::User(u)) => u.id.clone(),
-            Some(ObjectRef::Group(g)) => g.id.clone(),
-            Some(ObjectRef::ServicePrincipal(s)) => s.id.clone(),
-            None => return Err(GraphError::not_found(member_id)),
-        };
+        let mut members = Vec::with_capacity(member_ids.len());
+        for member_id in member_ids {
+            let member = match self.object(member_id) {
+                Some(ObjectRef::User(u)) => u.id.clone(),
+                Some(ObjectRef::Group(g)) => g.id.clone(),
+                Some(ObjectRef::ServicePrincipal(s)) => s.id.clone(),
+                None if member_ids.len() == 1 => return Err(GraphError::not_found(member_id)),
+                None => {
+                    return Err(GraphError::bad_request(
+                        "One or more added object references do not exist for the following modified properties: 'members'.",
+                    ));
+                }
+            };
+            members.push(member);
+        }
         let g = &mut self.groups[gi];
         match g.kind {
             GroupKind::Dynamic => {
@@ -1064,12 +1079,16 @@ impl Directory {
             }
             GroupKind::Assigned => {}
         }
-        if g.members.contains(&member) {
+        let repeated = members
+            .iter()
+            .enumerate()
+            .any(|(i, m)| members[..i].contains(m));
+        if repeated || members.iter().any(|m| g.members.contains(m)) {
             return Err(GraphError::bad_request(
                 "One or more added object references already exist for the following modified properties: 'members'.",
             ));
         }
-        g.members.push(member);
+        g.members.extend(members);
         Ok(())
     }
 

@@ -35,7 +35,7 @@ pub(crate) fn router() -> Router<Arc<Inner>> {
             axum::routing::delete(remove_sponsor),
         )
         .route("/groups", get(list_groups))
-        .route("/groups/{id}", get(get_group))
+        .route("/groups/{id}", get(get_group).patch(patch_group))
         .route("/groups/{id}/members", get(list_members))
         .route("/groups/{id}/members/$ref", post(add_member))
         .route(
@@ -928,6 +928,40 @@ async fn add_member(
     let member = reference_id(&body)?;
     realities::replicated_member(&inner, &member)?;
     inner.dir().add_group_member(&id, &member)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Graph's bulk add: `{"members@odata.bind": [<directoryObject URL>, ...]}`, at most 20,
+/// all or nothing. Other group properties are not emulated.
+async fn patch_group(
+    State(inner): State<Arc<Inner>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> GraphResult<StatusCode> {
+    let body = json_body(&body)?;
+    if let Some(other) = body.keys().find(|k| *k != "members@odata.bind") {
+        return Err(GraphError::bad_request(format!(
+            "The dev tenant emulates only members@odata.bind on groups, not '{other}'."
+        )));
+    }
+    let urls = body
+        .get("members@odata.bind")
+        .and_then(Value::as_array)
+        .ok_or_else(|| GraphError::bad_request("members@odata.bind must be an array."))?;
+    if urls.is_empty() || urls.len() > 20 {
+        return Err(GraphError::bad_request(
+            "members@odata.bind takes 1 to 20 references in one request.",
+        ));
+    }
+    let mut members = Vec::with_capacity(urls.len());
+    for url in urls {
+        let mut reference = Map::new();
+        reference.insert("@odata.id".into(), url.clone());
+        let member = reference_id(&reference)?;
+        realities::replicated_member(&inner, &member)?;
+        members.push(member);
+    }
+    inner.dir().add_group_members(&id, &members)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -128,3 +128,73 @@ async fn a_partner_too_large_for_one_invocation_finishes_without_redoing_its_wri
     ensure!(mails == CONTACTS, "one email each: {mails}");
     Ok(())
 }
+
+fn group_writes(env: &TestEnv) -> usize {
+    env.control()
+        .requests()
+        .iter()
+        .filter(|r| r.is_write && r.path.starts_with("/v1.0/groups/"))
+        .count()
+}
+
+#[tokio::test]
+async fn group_grants_go_out_twenty_members_a_write() -> anyhow::Result<()> {
+    let env = TestEnv::builder()
+        .var("GRAPH_MAX_WRITES_PER_SECOND", "100")
+        .start()
+        .await?;
+    let control = env.control();
+    let partners = group_id(&control, "Partners")?;
+    let falcon = group_id(&control, "Project Falcon")?;
+    let signed = |id: &str, group: &str| {
+        let contacts: Vec<Value> = (1..=45)
+            .map(|i| json!({ "email": format!("guest{i}@litware.com") }))
+            .collect();
+        cloud_event(
+            "partner.signed",
+            SOURCE,
+            id,
+            json!({
+                "partner": { "id": "litware", "name": "Litware Inc.", "domains": ["litware.com"] },
+                "contacts": contacts,
+                "access": { "groups": [group] },
+            }),
+        )
+    };
+    let function = env.spawn("partner-signed").await?;
+    let first = signed("contract-g1", &partners);
+    let answer = function
+        .invoke(sqs_event(&[("m-1", &first)]), Duration::from_secs(120))
+        .await?;
+    ensure!(batch_failures(&answer)?.is_empty(), "{answer}");
+    ensure!(
+        control.group_members(&partners).len() == 45,
+        "{} members",
+        control.group_members(&partners).len()
+    );
+    ensure!(
+        group_writes(&env) == 3,
+        "45 members cost {} group writes",
+        group_writes(&env)
+    );
+
+    // One of them joined the other group by hand meanwhile: the batch holding them is
+    // refused whole by Graph and goes one by one; everyone ends up a member.
+    let early = control.user("guest7@litware.com").context("no guest7")?;
+    control.add_group_member(&falcon, &early.id)?;
+    control.clear_requests();
+    let second = signed("contract-g2", &falcon);
+    let answer = function
+        .invoke(sqs_event(&[("m-2", &second)]), Duration::from_secs(120))
+        .await?;
+    ensure!(batch_failures(&answer)?.is_empty(), "{answer}");
+    function.stop().await;
+    let members = control.group_members(&falcon);
+    ensure!(members.len() == 45, "{} members", members.len());
+    ensure!(
+        group_writes(&env) <= 3 + 20,
+        "{} group writes",
+        group_writes(&env)
+    );
+    Ok(())
+}

@@ -912,14 +912,14 @@ fn infra_check_fails_when_the_write_budget_reaches_graphs_limit() {
 #[test]
 fn infra_check_fails_when_the_ledger_makes_a_call_no_role_grants() {
     let source = format!(
-        "{}\nfn f(c: &Client) {{ c.update_item(); }}\n",
+        "{}\nfn f(c: &Client) {{ c.batch_write_item(); }}\n",
         ledger_source()
     );
     let problems = check(&template_text(), b2b::config::VARIABLES, &source);
     assert!(
         problems
             .iter()
-            .any(|p| p.contains("dynamodb:UpdateItem, which is not granted")),
+            .any(|p| p.contains("dynamodb:BatchWriteItem, which is not granted")),
         "{problems:#?}"
     );
 }

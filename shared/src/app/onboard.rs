@@ -18,7 +18,7 @@ use crate::domain::email::mask;
 use crate::domain::plan::{InviteePlan, Plan};
 use crate::error::{Classify, FailureClass};
 use crate::ports::directory::{
-    Delivery, Directory, DirectoryError, GUEST_INVITER_ROLE, InvitationRequest,
+    Delivery, Directory, DirectoryError, GROUP_BATCH, GUEST_INVITER_ROLE, InvitationRequest,
 };
 use crate::ports::ledger::{GuestRecord, GuestState, InviteeOutcome, InviteeResult, Ledger};
 
@@ -69,11 +69,33 @@ impl Onboarding<'_> {
         // By index: a closure over `&InviteePlan` trips the compiler's Send check for
         // higher-ranked lifetimes inside async traits.
         let run = &run;
-        stream::iter(0..plan.invitees.len())
+        let mut onboarded: Vec<Onboarded> = stream::iter(0..plan.invitees.len())
             .map(|i| run.invitee(&plan.invitees[i]))
             .buffered(CONCURRENT_INVITEES)
             .try_collect()
-            .await
+            .await?;
+        run.join_groups(&mut onboarded).await?;
+        Ok(onboarded.into_iter().map(Onboarded::finish).collect())
+    }
+}
+
+/// An invitee with everything done but group memberships, which go out together for the
+/// whole unit: up to [`GROUP_BATCH`] members a write.
+struct Onboarded {
+    outcome: InviteeOutcome,
+    problems: Vec<String>,
+    /// Groups still to join (none recorded as landed for this unit).
+    groups: Vec<String>,
+    fresh: bool,
+}
+
+impl Onboarded {
+    fn finish(mut self) -> InviteeOutcome {
+        if !self.problems.is_empty() {
+            tracing::warn!(invitee = %mask(&self.outcome.email), problems = ?self.problems, "some grants refused");
+            self.outcome.reason = Some(self.problems.join("; "));
+        }
+        self.outcome
     }
 }
 
@@ -98,7 +120,7 @@ struct Guest {
 }
 
 impl Run<'_, '_> {
-    async fn invitee(&self, p: &InviteePlan) -> Result<InviteeOutcome, Abort> {
+    async fn invitee(&self, p: &InviteePlan) -> Result<Onboarded, Abort> {
         let o = self.onboarding;
         let guest = match self.find_or_invite(p).await {
             Ok(g) => g,
@@ -106,12 +128,17 @@ impl Run<'_, '_> {
             Err(Failure::Unanswered(why)) => return Err(Abort::transient(why)),
             Err(Failure::Rejected(reason)) => {
                 tracing::warn!(invitee = %mask(p.email.as_str()), reason, "invitee rejected");
-                return Ok(InviteeOutcome {
-                    email: p.email.key(),
-                    result: InviteeResult::Rejected,
-                    user_id: None,
-                    granted: Vec::new(),
-                    reason: Some(reason),
+                return Ok(Onboarded {
+                    outcome: InviteeOutcome {
+                        email: p.email.key(),
+                        result: InviteeResult::Rejected,
+                        user_id: None,
+                        granted: Vec::new(),
+                        reason: Some(reason),
+                    },
+                    problems: Vec::new(),
+                    groups: Vec::new(),
+                    fresh: false,
                 });
             }
         };
@@ -149,12 +176,13 @@ impl Run<'_, '_> {
                 None => g.problems.push(format!("sponsor {sponsor} does not exist")),
             }
         }
-        for group in &p.access.groups {
-            self.grant(&mut g, group.clone(), || {
-                o.directory.add_group_member(group, user)
-            })
-            .await?;
-        }
+        let (joined, groups): (Vec<String>, Vec<String>) = p
+            .access
+            .groups
+            .iter()
+            .cloned()
+            .partition(|group| g.done.contains(group));
+        g.granted.extend(joined);
         for role in &p.access.app_roles {
             let what = format!("appRole:{}/{}", role.resource_id, role.app_role_id);
             self.grant(&mut g, what, || o.directory.assign_app_role(user, role))
@@ -168,18 +196,73 @@ impl Run<'_, '_> {
             )
             .await?;
         }
-        if !g.problems.is_empty() {
-            tracing::warn!(invitee = %mask(p.email.as_str()), problems = ?g.problems, "some grants refused");
-        }
-        let reason = (!g.problems.is_empty()).then(|| g.problems.join("; "));
-        let granted = g.granted;
-        Ok(InviteeOutcome {
-            email,
-            result: guest.result,
-            user_id: Some(guest.user_id.clone()),
-            granted,
-            reason,
+        let (granted, problems, fresh) = (g.granted, g.problems, g.fresh);
+        Ok(Onboarded {
+            outcome: InviteeOutcome {
+                email,
+                result: guest.result,
+                user_id: Some(guest.user_id.clone()),
+                granted,
+                reason: None,
+            },
+            problems,
+            groups,
+            fresh,
         })
+    }
+
+    /// Every pending group membership of the unit, a batch per group and 20 members.
+    async fn join_groups(&self, onboarded: &mut [Onboarded]) -> Result<(), Abort> {
+        let o = self.onboarding;
+        let mut by_group: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
+        for (i, invitee) in onboarded.iter().enumerate() {
+            for group in &invitee.groups {
+                by_group.entry(group.clone()).or_default().push(i);
+            }
+        }
+        for (group, members) in by_group {
+            for chunk in members.chunks(GROUP_BATCH) {
+                let ids: Vec<String> = chunk
+                    .iter()
+                    .filter_map(|&i| onboarded[i].outcome.user_id.clone())
+                    .collect();
+                let fresh = chunk.iter().any(|&i| onboarded[i].fresh);
+                let answer = self
+                    .landed(fresh, &ids[0], || {
+                        o.directory.add_group_members(&group, &ids)
+                    })
+                    .await;
+                let results = match answer {
+                    Ok(results) => results,
+                    // The group itself refuses: a refusal for each of them.
+                    Err(DirectoryError::Permanent { code, message, .. }) => {
+                        for &i in chunk {
+                            onboarded[i]
+                                .problems
+                                .push(format!("{group}: {code}: {message}"));
+                        }
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                for (&i, result) in chunk.iter().zip(results) {
+                    let invitee = &mut onboarded[i];
+                    let landed = result.is_ok();
+                    note(
+                        result,
+                        &group,
+                        &mut invitee.outcome.granted,
+                        &mut invitee.problems,
+                    )?;
+                    if landed && let Some(unit) = o.unit {
+                        o.ledger
+                            .record_progress(unit, &invitee.outcome.email, &group)
+                            .await?;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// One grant: skipped without a write when an earlier attempt of this unit recorded it,

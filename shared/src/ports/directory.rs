@@ -8,6 +8,9 @@ use time::OffsetDateTime;
 
 use crate::error::{Classify, FailureClass};
 
+/// The most members Graph adds in one `members@odata.bind` request.
+pub const GROUP_BATCH: usize = 20;
+
 /// Template id of the Guest Inviter directory role.
 pub const GUEST_INVITER_ROLE: &str = "95e79109-95c0-4d8e-aee3-d01accf2d47b";
 
@@ -288,6 +291,22 @@ pub async fn ensure_assignable<D: Directory + ?Sized>(
     }
 }
 
+/// Adds members one request each: a refusal concerns its member, anything retryable stops.
+pub async fn add_one_by_one<D: Directory + ?Sized>(
+    directory: &D,
+    group_id: &str,
+    user_ids: &[String],
+) -> Result<Vec<Result<Applied, DirectoryError>>, DirectoryError> {
+    let mut results = Vec::with_capacity(user_ids.len());
+    for user_id in user_ids {
+        match directory.add_group_member(group_id, user_id).await {
+            Err(e) if e.class() != FailureClass::Permanent => return Err(e),
+            other => results.push(other),
+        }
+    }
+    Ok(results)
+}
+
 /// An app role on a resource service principal.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -328,6 +347,16 @@ pub trait Directory: Send + Sync {
         group_id: &str,
         user_id: &str,
     ) -> Result<Applied, DirectoryError>;
+    /// Adds up to [`GROUP_BATCH`] members in as few writes as Graph allows: an outer error
+    /// concerns the whole request (the group, an outage); otherwise one result per member,
+    /// in order. The default adds them one by one.
+    async fn add_group_members(
+        &self,
+        group_id: &str,
+        user_ids: &[String],
+    ) -> Result<Vec<Result<Applied, DirectoryError>>, DirectoryError> {
+        add_one_by_one(self, group_id, user_ids).await
+    }
     async fn assign_app_role(
         &self,
         user_id: &str,

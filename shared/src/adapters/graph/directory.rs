@@ -12,8 +12,8 @@ use super::client::{Call, GraphDirectory, decode};
 use super::odata::{encode, literal, query, user_by_email_filter};
 use super::wire::{self, Page};
 use crate::ports::directory::{
-    AppRoleRef, Applied, Directory, DirectoryError, DirectoryUser, Group, GuestPage, Invitation,
-    InvitationRequest, UserPatch, ensure_assignable,
+    AppRoleRef, Applied, Directory, DirectoryError, DirectoryUser, GROUP_BATCH, Group, GuestPage,
+    Invitation, InvitationRequest, UserPatch, add_one_by_one, ensure_assignable,
 };
 
 /// Only what the product reads: `$select` keeps answers (and request units) small.
@@ -244,6 +244,43 @@ impl Directory for GraphDirectory {
             self.object_ref("directoryObjects", user_id),
         )
         .await
+    }
+
+    /// One `PATCH` with `members@odata.bind` for the lot. Graph refuses the whole request
+    /// when one of them is a member already; then they go one by one, "already there" being
+    /// success.
+    async fn add_group_members(
+        &self,
+        group_id: &str,
+        user_ids: &[String],
+    ) -> Result<Vec<Result<Applied, DirectoryError>>, DirectoryError> {
+        if user_ids.len() > GROUP_BATCH {
+            let mut results = Vec::with_capacity(user_ids.len());
+            for chunk in user_ids.chunks(GROUP_BATCH) {
+                results.extend(self.add_group_members(group_id, chunk).await?);
+            }
+            return Ok(results);
+        }
+        if user_ids.len() <= 1 {
+            return add_one_by_one(self, group_id, user_ids).await;
+        }
+        ensure_assignable(self, group_id).await?;
+        let refs: Vec<String> = user_ids
+            .iter()
+            .map(|id| format!("{}/directoryObjects/{}", self.inner.base, encode(id)))
+            .collect();
+        let body = json!({ "members@odata.bind": refs });
+        let target = format!("/groups/{}", encode(group_id));
+        match self
+            .send(Call::write(Method::PATCH, target, Some(&body)))
+            .await
+        {
+            Ok(_) => Ok(user_ids.iter().map(|_| Ok(Applied::Done)).collect()),
+            Err(e) if wire::is_already_present(&e) => {
+                add_one_by_one(self, group_id, user_ids).await
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn assign_app_role(
