@@ -4,6 +4,7 @@ pub mod circuit;
 pub mod events;
 pub mod mail;
 pub mod onboard;
+mod replication;
 pub mod runtime;
 pub mod self_service;
 pub mod sweep;

@@ -9,11 +9,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
-use tokio::time::Instant;
 
 use super::Abort;
 use super::circuit::CircuitGate;
 use super::mail::{InvitationMail, MailSender};
+use super::replication::landed;
 use crate::domain::email::mask;
 use crate::domain::plan::{InviteePlan, Plan};
 use crate::error::{Classify, FailureClass};
@@ -24,12 +24,6 @@ use crate::ports::ledger::{GuestRecord, GuestState, InviteeOutcome, InviteeResul
 
 /// How long after our invitation a guest counts as possibly not yet replicated.
 const REPLICATION_HORIZON: time::Duration = time::Duration::hours(1);
-/// Replication takes seconds to a minute; no unit waits longer than this for it.
-const MAX_REPLICATION_WAIT: Duration = Duration::from_secs(120);
-const FIRST_REPLICATION_WAIT: Duration = Duration::from_millis(500);
-const MAX_REPLICATION_STEP: Duration = Duration::from_secs(8);
-/// Kept free before the unit's deadline for recording what was done.
-const DEADLINE_MARGIN: Duration = Duration::from_secs(3);
 
 /// Invitees handled at once. Writes are paced by the Graph client's limiter; this only
 /// overlaps their latency.
@@ -227,11 +221,10 @@ impl Run<'_, '_> {
                     .filter_map(|&i| onboarded[i].outcome.user_id.clone())
                     .collect();
                 let fresh = chunk.iter().any(|&i| onboarded[i].fresh);
-                let answer = self
-                    .landed(fresh, &ids[0], || {
-                        o.directory.add_group_members(&group, &ids)
-                    })
-                    .await;
+                let answer = landed(o.directory, fresh, &ids[0], || {
+                    o.directory.add_group_members(&group, &ids)
+                })
+                .await;
                 let results = match answer {
                     Ok(results) => results,
                     // The group itself refuses: a refusal for each of them.
@@ -247,14 +240,14 @@ impl Run<'_, '_> {
                 };
                 for (&i, result) in chunk.iter().zip(results) {
                     let invitee = &mut onboarded[i];
-                    let landed = result.is_ok();
+                    let done = result.is_ok();
                     note(
                         result,
                         &group,
                         &mut invitee.outcome.granted,
                         &mut invitee.problems,
                     )?;
-                    if landed && let Some(unit) = o.unit {
+                    if done && let Some(unit) = o.unit {
                         o.ledger
                             .record_progress(unit, &invitee.outcome.email, &group)
                             .await?;
@@ -281,10 +274,10 @@ impl Run<'_, '_> {
             g.granted.push(what);
             return Ok(());
         }
-        let result = self.landed(g.fresh, g.user, write).await;
-        let landed = result.is_ok();
+        let result = landed(self.onboarding.directory, g.fresh, g.user, write).await;
+        let done = result.is_ok();
         note(result, &what, &mut g.granted, &mut g.problems)?;
-        if landed && let Some(unit) = self.onboarding.unit {
+        if done && let Some(unit) = self.onboarding.unit {
             self.onboarding
                 .ledger
                 .record_progress(unit, g.email, &what)
@@ -432,50 +425,6 @@ impl Run<'_, '_> {
             unmailed,
             fresh: true,
         })
-    }
-
-    /// Waits out replication: a write naming a guest we invited lately that Graph answers
-    /// with "does not exist" is tried again with backoff, until shortly before the unit's
-    /// deadline; then the unit is left for the redelivery, never recorded as refused.
-    async fn landed<T, F, Fut>(
-        &self,
-        fresh: bool,
-        user_id: &str,
-        mut write: F,
-    ) -> Result<T, DirectoryError>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, DirectoryError>>,
-    {
-        let started = Instant::now();
-        let give_up = self
-            .onboarding
-            .directory
-            .deadline()
-            .map(|d| d.checked_sub(DEADLINE_MARGIN).unwrap_or(d))
-            .unwrap_or(started + MAX_REPLICATION_WAIT)
-            .min(started + MAX_REPLICATION_WAIT);
-        let mut wait = FIRST_REPLICATION_WAIT;
-        loop {
-            match write().await {
-                Err(e) if fresh && e.names_unknown_object(user_id) => {
-                    if Instant::now() + wait > give_up {
-                        return Err(DirectoryError::Transient(format!(
-                            "guest {user_id} has not replicated after {}s; left for the redelivery",
-                            started.elapsed().as_secs()
-                        )));
-                    }
-                    tracing::info!(
-                        user_id,
-                        wait_ms = wait.as_millis() as u64,
-                        "guest not replicated yet; waiting"
-                    );
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(MAX_REPLICATION_STEP);
-                }
-                other => return other,
-            }
-        }
     }
 
     async fn invite(
