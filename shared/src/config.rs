@@ -181,7 +181,7 @@ impl AzureConfig {
                     .unwrap_or_else(|| "https://graph.microsoft.com/v1.0".into()),
             )?,
             extra_ca_certs: existing_file(env, "B2B_EXTRA_CA_CERTS")?,
-            max_writes_per_second: parse_or(env, "GRAPH_MAX_WRITES_PER_SECOND", 15u32)
+            max_writes_per_second: parse_or(env, "GRAPH_MAX_WRITES_PER_SECOND", 18u32)
                 .and_then(|n| positive("GRAPH_MAX_WRITES_PER_SECOND", n))?,
         }))
     }

@@ -52,6 +52,7 @@ fn client_for(cfg: &AzureConfig, retry: RetryPolicy) -> GraphClient {
         &cfg.graph_base_url,
         credential,
         cfg.max_writes_per_second,
+        None,
         retry,
     )
 }

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use b2b::ports::ledger::{EventKey, EventStatus, InviteeResult};
-use b2b_e2e::TestEnv;
 use b2b_e2e::checks::{app_role, batch_failures, group_id, invitation_posts};
 use b2b_e2e::events::{cloud_event, sqs_event};
+use b2b_e2e::{LedgerKind, TestEnv};
 use serde_json::{Value, json};
 
 const SOURCE: &str = "urn:contracts:crm";
@@ -195,6 +195,101 @@ async fn group_grants_go_out_twenty_members_a_write() -> anyhow::Result<()> {
         group_writes(&env) <= 3 + 20,
         "{} group writes",
         group_writes(&env)
+    );
+    Ok(())
+}
+
+/// The most writes the dev tenant saw in any one second.
+fn busiest_second(env: &TestEnv) -> usize {
+    let mut at: Vec<time::OffsetDateTime> = env
+        .control()
+        .requests()
+        .iter()
+        .filter(|r| r.is_write)
+        .map(|r| r.at)
+        .collect();
+    at.sort();
+    (0..at.len())
+        .map(|i| {
+            at[i..]
+                .iter()
+                .take_while(|t| **t - at[i] < time::Duration::SECOND)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn two_functions_at_once_share_the_deployments_write_budget() -> anyhow::Result<()> {
+    const TOTAL: usize = 8;
+    let env = TestEnv::builder()
+        .ledger(LedgerKind::Dynamo)
+        .var("GRAPH_MAX_WRITES_PER_SECOND", TOTAL.to_string())
+        .start()
+        .await?;
+    let control = env.control();
+    let partners = group_id(&control, "Partners")?;
+    let contacts: Vec<Value> = (1..=30)
+        .map(|i| json!({ "email": format!("p{i}@litware.com") }))
+        .collect();
+    let partner = cloud_event(
+        "partner.signed",
+        SOURCE,
+        "contract-share-1",
+        json!({
+            "partner": { "id": "litware", "name": "Litware Inc.", "domains": ["litware.com"] },
+            "contacts": contacts,
+            "access": { "groups": [partners] },
+            "sponsors": ["megan.bowen@contoso.com"],
+        }),
+    );
+    let records: Vec<(String, String)> = (1..=10)
+        .map(|i| {
+            let body = cloud_event(
+                "hr.record.added",
+                "https://hr.contoso.com",
+                &format!("hr-{i}"),
+                json!({
+                    "employeeId": format!("E-{i}"),
+                    "email": format!("worker{i}@contractor.example"),
+                    "displayName": format!("Worker {i}"),
+                    "company": "Contractor Ltd",
+                    "department": "Engineering",
+                    "jobTitle": "Engineer",
+                    "manager": "alex.wilber@contoso.com",
+                }),
+            );
+            (format!("h-{i}"), body)
+        })
+        .collect();
+    let hr_batch: Vec<(&str, &str)> = records
+        .iter()
+        .map(|(m, b)| (m.as_str(), b.as_str()))
+        .collect();
+    let signed = env.spawn("partner-signed").await?;
+    let hr = env.spawn("hr-record-added").await?;
+    let started = std::time::Instant::now();
+    let (a, b) = tokio::join!(
+        signed.invoke(sqs_event(&[("m-1", &partner)]), Duration::from_secs(120)),
+        hr.invoke(sqs_event(&hr_batch), Duration::from_secs(120)),
+    );
+    let elapsed = started.elapsed().as_secs_f64();
+    ensure!(batch_failures(&a?)?.is_empty(), "partner-signed");
+    ensure!(batch_failures(&b?)?.is_empty(), "hr-record-added");
+    signed.stop().await;
+    hr.stop().await;
+    ensure!(invitation_posts(&control).len() == 40, "every invitee once");
+    let busiest = busiest_second(&env);
+    // The bucket saves up a quarter second at most.
+    ensure!(
+        busiest <= TOTAL + TOTAL / 4 + 1,
+        "{busiest} writes in one second against a total of {TOTAL}/s"
+    );
+    let rate = writes(&env) as f64 / elapsed;
+    ensure!(
+        rate <= TOTAL as f64 * 1.1,
+        "{rate:.1} writes/s over the run against a total of {TOTAL}/s"
     );
     Ok(())
 }

@@ -600,9 +600,9 @@ fn check(template_text: &str, variables: &[&str], ledger_source: &str) -> Vec<St
         }
     }
 
-    // Graph write budget and queue wiring.
-    let mut budget = 0u64;
-    let mut budget_lines = Vec::new();
+    // Graph write budget and queue wiring. The budget is one token bucket in the ledger
+    // table: every function must set the same total, under Graph's limit.
+    let mut rates: Vec<(String, u64)> = Vec::new();
     for (binary, _) in FUNCTIONS {
         let Some((id, function)) = function_by_binary(&template, binary) else {
             continue;
@@ -612,14 +612,10 @@ fn check(template_text: &str, variables: &[&str], ledger_source: &str) -> Vec<St
             .get("GRAPH_MAX_WRITES_PER_SECOND")
             .and_then(|v| v.as_str())
             .and_then(|v| v.parse::<u64>().ok());
-        match (reserved, rate) {
-            (Some(reserved), Some(rate)) => {
-                budget += reserved * rate;
-                budget_lines.push(format!("{id} {reserved}x{rate}"));
-            }
-            _ => problems.push(format!(
-                "{id}: needs a literal ReservedConcurrentExecutions and GRAPH_MAX_WRITES_PER_SECOND \
-                 (the write budget is computed from them)"
+        match rate {
+            Some(rate) => rates.push((id.to_string(), rate)),
+            None => problems.push(format!(
+                "{id}: needs a literal GRAPH_MAX_WRITES_PER_SECOND (the deployment's shared write budget)"
             )),
         }
         let timeout = function_property(&template, function, "Timeout")
@@ -676,10 +672,18 @@ fn check(template_text: &str, variables: &[&str], ledger_source: &str) -> Vec<St
             }
         }
     }
-    if budget >= GRAPH_WRITES_PER_SECOND_LIMIT {
+    if rates.windows(2).any(|w| w[0].1 != w[1].1) {
         problems.push(format!(
-            "Graph write budget {budget}/s ({}) is not under {GRAPH_WRITES_PER_SECOND_LIMIT}/s",
-            budget_lines.join(" + ")
+            "the functions share one write budget, so GRAPH_MAX_WRITES_PER_SECOND must be the \
+             same in each: {rates:?}"
+        ));
+    }
+    if let Some((_, total)) = rates.iter().max_by_key(|(_, r)| *r)
+        && *total >= GRAPH_WRITES_PER_SECOND_LIMIT
+    {
+        problems.push(format!(
+            "Graph write budget {total}/s (shared by every function and environment) is not \
+             under {GRAPH_WRITES_PER_SECOND_LIMIT}/s"
         ));
     }
 
@@ -895,16 +899,30 @@ fn infra_check_fails_without_the_rule_that_demands_a_sender() {
 fn infra_check_fails_when_the_write_budget_reaches_graphs_limit() {
     let text = template_text();
     let broken = text.replace(
-        "GRAPH_MAX_WRITES_PER_SECOND: \"3\"",
-        "GRAPH_MAX_WRITES_PER_SECOND: \"9\"",
+        "GRAPH_MAX_WRITES_PER_SECOND: \"18\"",
+        "GRAPH_MAX_WRITES_PER_SECOND: \"20\"",
     );
     assert_ne!(
         text, broken,
-        "resend-stale sets GRAPH_MAX_WRITES_PER_SECOND 3"
+        "the functions set GRAPH_MAX_WRITES_PER_SECOND 18"
     );
     let problems = check(&broken, b2b::config::VARIABLES, &ledger_source());
     assert!(
-        problems.iter().any(|p| p.contains("Graph write budget")),
+        problems
+            .iter()
+            .any(|p| p.contains("Graph write budget 20/s")),
+        "{problems:#?}"
+    );
+    let split = text.replacen(
+        "GRAPH_MAX_WRITES_PER_SECOND: \"18\"",
+        "GRAPH_MAX_WRITES_PER_SECOND: \"6\"",
+        1,
+    );
+    let problems = check(&split, b2b::config::VARIABLES, &ledger_source());
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("must be the same in each")),
         "{problems:#?}"
     );
 }

@@ -7,11 +7,12 @@ use tokio::time::Instant;
 use super::mail::MailSender;
 use crate::adapters::graph::{GraphClient, RetryPolicy, build_credential};
 use crate::adapters::http::build_client;
-use crate::adapters::ledger::{DynamoLedger, EmbeddedLedger};
+use crate::adapters::ledger::{DynamoBudget, DynamoLedger, EmbeddedLedger};
 use crate::adapters::mailer::templates::Templates;
 use crate::adapters::mailer::{OutboxMailer, SesMailer};
 use crate::adapters::secrets::fetch_secret;
 use crate::config::{AzureConfig, ConfigError, CredentialSource, Env, LedgerLocation, Settings};
+use crate::ports::budget::WriteBudget;
 use crate::ports::directory::Directory;
 use crate::ports::ledger::Ledger;
 use crate::ports::mailer::Mailer;
@@ -78,11 +79,22 @@ impl Runtime {
             .map_err(|e| StartupError::Other(e.to_string()))?;
         let credential = build_credential(&azure, secret.as_deref(), &http, aws.as_ref())
             .map_err(|e| StartupError::Other(e.to_string()))?;
+        // The deployed ledger holds the deployment's one write budget; the embedded one
+        // serves one process, whose own limiter is the budget.
+        let budget: Option<Arc<dyn WriteBudget>> = match (&settings.ledger, &aws) {
+            (LedgerLocation::DynamoDb { table }, Some(aws)) => Some(Arc::new(DynamoBudget::new(
+                aws_sdk_dynamodb::Client::new(aws),
+                table.clone(),
+                azure.max_writes_per_second,
+            ))),
+            _ => None,
+        };
         let graph = GraphClient::new(
             http,
             &azure.graph_base_url,
             credential,
             azure.max_writes_per_second,
+            budget,
             RetryPolicy::default(),
         );
         let ledger: Arc<dyn Ledger> = match (&settings.ledger, &aws) {

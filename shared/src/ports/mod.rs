@@ -1,5 +1,6 @@
 //! The traits through which the core reaches the outside world.
 
+pub mod budget;
 pub mod directory;
 pub mod ledger;
 pub mod mailer;

@@ -42,6 +42,7 @@ impl GraphClient {
         base_url: &str,
         credential: Arc<dyn TokenCredential>,
         writes_per_second: u32,
+        budget: Option<Arc<dyn crate::ports::budget::WriteBudget>>,
         retry: RetryPolicy,
     ) -> Self {
         let base = base_url.trim_end_matches('/').to_string();
@@ -51,7 +52,7 @@ impl GraphClient {
                 scope: graph_scope(&base),
                 base,
                 credential,
-                writes: WriteLimiter::new(writes_per_second),
+                writes: WriteLimiter::new(writes_per_second, budget),
                 retry,
                 verified_domains: tokio::sync::Mutex::new(None),
             }),

@@ -1,8 +1,14 @@
-//! One write budget per process: a steady rate (`GRAPH_MAX_WRITES_PER_SECOND`) and a
-//! concurrency window that halves on a 429 and regrows by one per window of successes
-//! (AIMD), so a bulk job rides just under Graph's limit instead of bouncing off it.
+//! The writes of a process: a steady rate (`GRAPH_MAX_WRITES_PER_SECOND`) and a concurrency
+//! window that halves on a 429 and regrows by one per window of successes (AIMD), so a bulk
+//! job rides just under Graph's limit instead of bouncing off it.
+//!
+//! With a shared [`WriteBudget`] (the deployed ledger), the rate is the whole deployment's:
+//! tokens come from the budget a few at a time, and Graph's Retry-After pauses every
+//! environment. Without one, the rate is this process's own.
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+use crate::ports::budget::WriteBudget;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,6 +29,11 @@ pub struct WriteLimiter {
     window: Mutex<Window>,
     max_in_flight: f64,
     released: Notify,
+    budget: Option<Arc<dyn WriteBudget>>,
+    /// Tokens taken from the shared budget and not yet spent.
+    reservoir: Mutex<u32>,
+    /// Tokens taken from the shared budget at a time.
+    block: u32,
 }
 
 /// Returned when the deadline would pass before a write could start.
@@ -37,7 +48,7 @@ const NO_TIME_LEFT: NoTimeLeft = NoTimeLeft {
 };
 
 impl WriteLimiter {
-    pub fn new(writes_per_second: u32) -> Arc<Self> {
+    pub fn new(writes_per_second: u32, budget: Option<Arc<dyn WriteBudget>>) -> Arc<Self> {
         let per_second = NonZeroU32::new(writes_per_second.max(1)).expect("at least one");
         // In flight at most one second's budget: more would only queue at Graph.
         let max_in_flight = f64::from(per_second.get());
@@ -52,7 +63,46 @@ impl WriteLimiter {
             }),
             max_in_flight,
             released: Notify::new(),
+            budget,
+            reservoir: Mutex::new(0),
+            block: (per_second.get() / 10).max(1),
         })
+    }
+
+    /// One write's token: from the shared budget when there is one, else from the local rate.
+    async fn draw(&self, deadline: Instant) -> Result<(), NoTimeLeft> {
+        if let Some(budget) = &self.budget {
+            loop {
+                {
+                    let mut reservoir = self.reservoir.lock().expect("reservoir lock");
+                    if *reservoir > 0 {
+                        *reservoir -= 1;
+                        return Ok(());
+                    }
+                }
+                match budget.take(self.block).await {
+                    Ok(grant) if grant.tokens > 0 => {
+                        *self.reservoir.lock().expect("reservoir lock") += grant.tokens - 1;
+                        return Ok(());
+                    }
+                    Ok(grant) => {
+                        let at = Instant::now() + grant.wait.max(Duration::from_millis(5));
+                        if at >= deadline {
+                            return Err(NO_TIME_LEFT);
+                        }
+                        tokio::time::sleep_until(at).await;
+                    }
+                    Err(e) => {
+                        // The ledger is down: pace by our own share rather than stop.
+                        tracing::warn!(error = %e, "shared write budget unavailable; pacing writes locally");
+                        break;
+                    }
+                }
+            }
+        }
+        tokio::time::timeout_at(deadline, self.rate.until_ready())
+            .await
+            .map_err(|_| NO_TIME_LEFT)
     }
 
     /// Waits for a write slot, or gives up when `deadline` would pass first.
@@ -91,10 +141,7 @@ impl WriteLimiter {
         let permit = WritePermit {
             limiter: Arc::clone(self),
         };
-        match tokio::time::timeout_at(deadline, self.rate.until_ready()).await {
-            Ok(()) => Ok(permit),
-            Err(_) => Err(NO_TIME_LEFT),
-        }
+        self.draw(deadline).await.map(|()| permit)
     }
 
     /// Graph said 429: halve the window, and hold every write until `retry_after` passes.
@@ -104,6 +151,14 @@ impl WriteLimiter {
         if let Some(wait) = retry_after {
             let until = Instant::now() + wait;
             w.paused_until = Some(w.paused_until.map_or(until, |u| u.max(until)));
+            if let Some(budget) = self.budget.clone() {
+                // Graph's pause holds for every environment of the deployment.
+                tokio::spawn(async move {
+                    if let Err(e) = budget.pause(wait).await {
+                        tracing::warn!(error = %e, "could not share Graph's Retry-After");
+                    }
+                });
+            }
         }
     }
 
@@ -145,7 +200,7 @@ mod tests {
 
     #[tokio::test]
     async fn window_halves_and_regrows() {
-        let l = WriteLimiter::new(16);
+        let l = WriteLimiter::new(16, None);
         assert_eq!(l.window(), 16.0);
         l.throttled(None);
         assert_eq!(l.window(), 8.0);
@@ -161,7 +216,7 @@ mod tests {
 
     #[tokio::test]
     async fn window_bounds_concurrency() {
-        let l = WriteLimiter::new(4);
+        let l = WriteLimiter::new(4, None);
         l.throttled(None);
         l.throttled(None); // window 1
         let deadline = Instant::now() + Duration::from_millis(300);
@@ -177,7 +232,7 @@ mod tests {
 
     #[tokio::test]
     async fn retry_after_pauses_writes() {
-        let l = WriteLimiter::new(10);
+        let l = WriteLimiter::new(10, None);
         l.throttled(Some(Duration::from_secs(60)));
         let r = l.acquire(Instant::now() + Duration::from_millis(200)).await;
         let wait = r.err().and_then(|e| e.throttled_for).unwrap();

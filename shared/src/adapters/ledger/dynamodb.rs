@@ -736,7 +736,7 @@ fn number_attr(item: &Item, name: &str, what: &str) -> Result<i64, LedgerError> 
     }
 }
 
-fn is_condition_failed_put<R>(e: &SdkError<PutItemError, R>) -> bool {
+pub(super) fn is_condition_failed_put<R>(e: &SdkError<PutItemError, R>) -> bool {
     matches!(
         e.as_service_error(),
         Some(PutItemError::ConditionalCheckFailedException(_))
@@ -754,7 +754,7 @@ const THROTTLING_CODES: &[&str] = &[
 /// Classifies a failed call. Everything that is not throttling counts as unavailable: a
 /// missing table or a denied permission needs an operator, and until one acts the work must
 /// stay queued rather than be rejected for good.
-fn classify<E>(
+pub(super) fn classify<E>(
     e: &SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
     table: &str,
     what: &str,

@@ -27,6 +27,7 @@
 //! | guest | `GUEST` | `GUEST#{lower-case email}` | `doc` S (JSON [`GuestRecord`](crate::ports::ledger::GuestRecord)), `reminders` N |
 //! | circuit | `CIRCUIT` | `CIRCUIT` | `doc` S (JSON [`Circuit`]), `version` S |
 //! | checkpoint | `CHECKPOINT` | `CHECKPOINT#{name}` | `doc` S (JSON [`Checkpoint`](crate::ports::ledger::Checkpoint)) |
+//! | write budget | `BUDGET` | `GRAPH_WRITES` | `tokens` N, `at` N (unix ms of the last draw), `pausedUntil` N (unix ms, Graph's Retry-After), `version` S |
 //! | invitee progress | `PROGRESS#{scope}|{source}#{id}` | `INVITEE#{lower-case email}` | `steps` SS (what landed), `ttl` |
 //!
 //! Partners and guests share one constant partition each, so listing them is a paginated
@@ -47,9 +48,11 @@
 //! embedded ledger serves **one process at a time**: share one [`EmbeddedLedger`] between the
 //! tasks of a process. Opening a file held by another process waits briefly, then fails.
 
+mod budget;
 mod dynamodb;
 mod embedded;
 
+pub use budget::DynamoBudget;
 pub use dynamodb::DynamoLedger;
 pub use embedded::EmbeddedLedger;
 
