@@ -10,12 +10,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 use time::OffsetDateTime;
 
-use super::dynamodb::{classify, is_condition_failed_put};
+use super::DynamoLedger;
+use super::dynamodb::classify;
 use crate::ports::budget::{Grant, WriteBudget};
 use crate::ports::ledger::LedgerError;
 
-const PK: &str = "BUDGET";
-const SK: &str = "GRAPH_WRITES";
 const TOKENS: &str = "tokens";
 const AT: &str = "at";
 const PAUSED: &str = "pausedUntil";
@@ -26,6 +25,7 @@ const CONTENDED: Duration = Duration::from_millis(50);
 
 /// The bucket: `rate` writes a second, at most `burst` saved up.
 pub struct DynamoBudget {
+    ledger: DynamoLedger,
     client: Client,
     table: String,
     rate: f64,
@@ -36,6 +36,7 @@ impl DynamoBudget {
     pub fn new(client: Client, table: String, writes_per_second: u32) -> Self {
         let rate = f64::from(writes_per_second.max(1));
         DynamoBudget {
+            ledger: DynamoLedger::new(client.clone(), table.clone()),
             client,
             table,
             rate,
@@ -44,10 +45,7 @@ impl DynamoBudget {
     }
 
     fn key() -> HashMap<String, AttributeValue> {
-        HashMap::from([
-            ("pk".to_string(), AttributeValue::S(PK.into())),
-            ("sk".to_string(), AttributeValue::S(SK.into())),
-        ])
+        DynamoLedger::key("BUDGET".into(), "GRAPH_WRITES".into())
     }
 }
 
@@ -67,16 +65,7 @@ fn millis(ms: f64) -> Duration {
 impl WriteBudget for DynamoBudget {
     async fn take(&self, want: u32) -> Result<Grant, LedgerError> {
         for _ in 0..ATTEMPTS {
-            let item = self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .set_key(Some(Self::key()))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(|e| classify(&e, &self.table, "write budget"))?
-                .item;
+            let item = self.ledger.get(Self::key(), "write budget").await?;
             let now = now_ms() as f64;
             let (tokens, at, paused, version) = match &item {
                 Some(item) => (
@@ -108,31 +97,15 @@ impl WriteBudget for DynamoBudget {
             );
             new.insert(AT.into(), AttributeValue::N(now.to_string()));
             new.insert(PAUSED.into(), AttributeValue::N(paused.to_string()));
-            new.insert(
-                VERSION.into(),
-                AttributeValue::S(uuid::Uuid::new_v4().to_string()),
-            );
-            let put = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(new));
-            let put = match version {
-                Some(v) => put
-                    .condition_expression("#v = :v")
-                    .expression_attribute_names("#v", VERSION)
-                    .expression_attribute_values(":v", AttributeValue::S(v)),
-                None => put.condition_expression("attribute_not_exists(pk)"),
-            };
-            match put.send().await {
-                Ok(_) => {
-                    return Ok(Grant {
-                        tokens: taken as u32,
-                        wait: Duration::ZERO,
-                    });
-                }
-                Err(e) if is_condition_failed_put(&e) => continue,
-                Err(e) => return Err(classify(&e, &self.table, "write budget")),
+            if self
+                .ledger
+                .put_versioned(new, version, "write budget")
+                .await?
+            {
+                return Ok(Grant {
+                    tokens: taken as u32,
+                    wait: Duration::ZERO,
+                });
             }
         }
         Ok(Grant {
@@ -148,10 +121,14 @@ impl WriteBudget for DynamoBudget {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key()))
-            .update_expression("SET #p = :p")
+            // A new version, so that a draw which read the bucket before the pause cannot
+            // write the old pause back.
+            .update_expression("SET #p = :p, #v = :v")
             .condition_expression("attribute_not_exists(#p) OR #p < :p")
             .expression_attribute_names("#p", PAUSED)
+            .expression_attribute_names("#v", VERSION)
             .expression_attribute_values(":p", AttributeValue::N(until.to_string()))
+            .expression_attribute_values(":v", AttributeValue::S(uuid::Uuid::new_v4().to_string()))
             .send()
             .await;
         match result {

@@ -162,7 +162,7 @@ impl DynamoLedger {
         Ok(())
     }
 
-    fn key(pk: String, sk: String) -> Item {
+    pub(super) fn key(pk: String, sk: String) -> Item {
         HashMap::from([(PK.into(), s(pk)), (SK.into(), s(sk))])
     }
 
@@ -207,7 +207,7 @@ impl DynamoLedger {
     }
 
     /// A strongly consistent read: every decision in the ledger depends on the latest write.
-    async fn get(&self, key: Item, op_what: &str) -> Result<Option<Item>, LedgerError> {
+    pub(super) async fn get(&self, key: Item, op_what: &str) -> Result<Option<Item>, LedgerError> {
         let out = self
             .client
             .get_item()
@@ -287,7 +287,7 @@ impl DynamoLedger {
 
     /// Writes `item` if the stored one still has `version` (or, with `None`, if there is
     /// none). `false`: another writer changed it first.
-    async fn put_versioned(
+    pub(super) async fn put_versioned(
         &self,
         mut item: Item,
         version: Option<String>,
@@ -736,7 +736,7 @@ fn number_attr(item: &Item, name: &str, what: &str) -> Result<i64, LedgerError> 
     }
 }
 
-pub(super) fn is_condition_failed_put<R>(e: &SdkError<PutItemError, R>) -> bool {
+fn is_condition_failed_put<R>(e: &SdkError<PutItemError, R>) -> bool {
     matches!(
         e.as_service_error(),
         Some(PutItemError::ConditionalCheckFailedException(_))
