@@ -365,6 +365,7 @@ struct Overlay {
     circuit: Option<Circuit>,
     checkpoints: HashMap<String, Option<Checkpoint>>,
     progress: HashMap<(EventKey, String), Vec<String>>,
+    parts_done: HashMap<EventKey, std::collections::BTreeSet<u32>>,
 }
 
 impl OverlayLedger {
@@ -539,6 +540,13 @@ impl Ledger for OverlayLedger {
             );
         }
         Ok(steps)
+    }
+
+    async fn record_part_done(&self, event: &EventKey, part: u32) -> Result<usize, LedgerError> {
+        let mut overlay = self.overlay();
+        let done = overlay.parts_done.entry(event.clone()).or_default();
+        done.insert(part);
+        Ok(done.len())
     }
 
     async fn record_progress(

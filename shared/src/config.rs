@@ -58,6 +58,22 @@ pub const VARIABLES: &[&str] = &[
     "WORK_QUEUE_URL",
 ];
 
+fn work_queue_url(env: &dyn Env) -> Result<Option<String>, ConfigError> {
+    let Some(url) = env.var("WORK_QUEUE_URL") else {
+        return Ok(None);
+    };
+    let url = url.trim();
+    let parsed = url::Url::parse(url)
+        .map_err(|e| ConfigError::new("WORK_QUEUE_URL", format!("not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "https" | "http") {
+        return Err(ConfigError::new(
+            "WORK_QUEUE_URL",
+            "must be an SQS queue URL",
+        ));
+    }
+    Ok(Some(url.to_string()))
+}
+
 /// A configuration problem, naming the variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{variable}: {problem}")]
@@ -313,6 +329,9 @@ pub struct Settings {
     pub clock: Clock,
     pub domains: DomainPolicy,
     pub access_rules: Vec<AccessRule>,
+    /// `WORK_QUEUE_URL`: the function's own queue for the parts of large units; without it
+    /// every unit is done in the invocation that receives it.
+    pub work_queue: Option<String>,
 }
 
 impl Settings {
@@ -346,6 +365,7 @@ impl Settings {
                 blocked: domain_list(env, "BLOCKED_DOMAINS")?,
             },
             access_rules,
+            work_queue: work_queue_url(env)?,
         })
     }
 }

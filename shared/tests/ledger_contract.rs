@@ -601,6 +601,55 @@ async fn progress_is_kept_per_unit_and_invitee(ledger: Arc<dyn Ledger>) {
     );
 }
 
+/// The largest record the event schemas allow: 500 invitees with 100 grants each, megabytes
+/// of outcomes, beyond one DynamoDB item.
+async fn the_largest_event_record_round_trips(ledger: Arc<dyn Ledger>) {
+    let k = key("https://contracts.example/crm", "contract-500");
+    assert_eq!(
+        ledger.claim_event(&k, LEASE, T0).await.unwrap(),
+        Claim::Acquired
+    );
+    let mut big = record(&k);
+    big.outcomes = (0..500)
+        .map(|i| InviteeOutcome {
+            email: format!("contact{i}@litware.com"),
+            result: InviteeResult::Invited,
+            user_id: Some(format!("{i:08}-0000-4000-8000-000000000000")),
+            granted: (0..100)
+                .map(|g| format!("{g:08}-1111-4000-8000-{i:012}"))
+                .collect(),
+            reason: None,
+        })
+        .collect();
+    ledger.complete_event(&big).await.unwrap();
+    assert_eq!(ledger.event(&k).await.unwrap(), Some(big.clone()));
+    assert_eq!(
+        ledger.claim_event(&k, LEASE, T0 + secs(2)).await.unwrap(),
+        Claim::Completed(Box::new(big.clone()))
+    );
+    // Completed again smaller (the record of a split event, say): what it says now.
+    let mut small = big.clone();
+    small.outcomes.truncate(3);
+    ledger.complete_event(&small).await.unwrap();
+    assert_eq!(ledger.event(&k).await.unwrap(), Some(small));
+}
+
+async fn parts_done_are_counted_once_each(ledger: Arc<dyn Ledger>) {
+    let event = key("https://contracts.example/crm", "contract-split");
+    // At once, each part said twice, as concurrent redeliveries would.
+    let counts = futures::future::join_all((0..8u32).map(|i| {
+        let ledger = ledger.clone();
+        let event = event.clone();
+        async move { ledger.record_part_done(&event, i % 4).await.unwrap() }
+    }))
+    .await;
+    assert_eq!(counts.iter().max(), Some(&4), "{counts:?}");
+    assert_eq!(ledger.record_part_done(&event, 2).await.unwrap(), 4);
+    assert_eq!(ledger.record_part_done(&event, 7).await.unwrap(), 5);
+    let other = key("https://contracts.example/crm", "contract-other");
+    assert_eq!(ledger.record_part_done(&other, 1).await.unwrap(), 1);
+}
+
 macro_rules! contract {
     ($($test:ident),* $(,)?) => {
         mod ledger_embedded {
@@ -641,6 +690,8 @@ contract!(
     guests_round_trip,
     guests_come_page_by_page,
     progress_is_kept_per_unit_and_invitee,
+    the_largest_event_record_round_trips,
+    parts_done_are_counted_once_each,
 );
 
 // ---- adapter specifics ----------------------------------------------------------------

@@ -110,6 +110,9 @@ impl Ledger for FailsAfterInvitation {
     ) -> Result<(), LedgerError> {
         self.inner.record_progress(unit, email, step).await
     }
+    async fn record_part_done(&self, event: &EventKey, part: u32) -> Result<usize, LedgerError> {
+        self.inner.record_part_done(event, part).await
+    }
     async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, LedgerError> {
         self.inner.checkpoint(name).await
     }
@@ -181,6 +184,7 @@ async fn a_guest_whose_record_was_lost_after_the_invitation_is_mailed_exactly_on
             directory: directory.as_ref(),
             gate: &gate,
             accepts: &["partner.signed"],
+            takes_parts: true,
         }
         .process_body(body.as_bytes(), fallback.clone())
         .await

@@ -7,15 +7,13 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use b2b::app::Abort;
 use b2b::app::circuit::CircuitGate;
-use b2b::app::self_service::{
-    Answer, Caller, PART_SIZE, PART_SOURCE, PartProcessed, PartQueue, QueuedPart, SelfService,
-};
+use b2b::app::self_service::{Answer, Caller, PART_SIZE, PART_SOURCE, PartProcessed, SelfService};
 use b2b::domain::access::Access;
 use b2b::lambda::guest_inviter_request::GuestInviterRequest;
 use b2b::lambda::serve::Handler;
 use b2b::ports::ledger::{EventKey, EventStatus, InviteeResult, Inviter, PartnerRecord};
+use b2b::ports::queue::{QueueError, QueuedPart, WorkQueue};
 use b2b_dev_tenant::{
     DevTenant, DevTenantOptions, Fault, FaultKind, MintToken, NewUser, Seed, UserType, WriteLimit,
 };
@@ -509,8 +507,8 @@ async fn self_service_bodies_sizes_and_media_types() {
 struct CapturedQueue(Mutex<Vec<QueuedPart>>);
 
 #[async_trait]
-impl PartQueue for CapturedQueue {
-    async fn send(&self, parts: &[QueuedPart]) -> Result<(), Abort> {
+impl WorkQueue for CapturedQueue {
+    async fn send(&self, parts: &[QueuedPart]) -> Result<(), QueueError> {
         self.0.lock().unwrap().extend_from_slice(parts);
         Ok(())
     }
@@ -519,13 +517,16 @@ impl PartQueue for CapturedQueue {
 #[tokio::test]
 async fn self_service_large_requests_are_queued_and_done_exactly_once() {
     let w = world().await;
-    let queue = CapturedQueue::default();
+    let queue = std::sync::Arc::new(CapturedQueue::default());
     let gate = CircuitGate::new();
-    let service = SelfService {
-        runtime: &w.handler.runtime,
-        gate: &gate,
-        queue: Some(&queue),
+    let runtime = b2b::app::runtime::Runtime {
+        queue: Some(queue.clone()),
         writes_per_second: 15,
+        ..w.handler.runtime.clone()
+    };
+    let service = SelfService {
+        runtime: &runtime,
+        gate: &gate,
     };
     let body = request("r-11", &w.sam, &colleagues(60), None);
     let deadline = Instant::now() + Duration::from_secs(300);

@@ -18,6 +18,7 @@ pub mod checks;
 pub mod env;
 pub mod events;
 pub mod process;
+pub mod queue;
 pub mod runtime_api;
 
 pub use env::{LedgerKind, MAIL_FROM, OutboxMail, TestEnv, TestEnvBuilder, WEBHOOK_SECRETS};

@@ -5,24 +5,30 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use b2b::ports::ledger::{EventKey, EventStatus, InviteeResult};
-use b2b_e2e::checks::{app_role, batch_failures, group_id, invitation_posts};
-use b2b_e2e::events::{cloud_event, sqs_event};
-use b2b_e2e::{LedgerKind, TestEnv};
+use b2b_e2e::checks::{app_role, batch_failures, group_id, http_answer, invitation_posts};
+use b2b_e2e::events::{SqsMessage, cloud_event, signed_webhook, sqs_batch, sqs_event};
+use b2b_e2e::queue::WorkQueue;
+use b2b_e2e::{FunctionProcess, LedgerKind, TestEnv, WEBHOOK_SECRETS};
 use serde_json::{Value, json};
 
 const SOURCE: &str = "urn:contracts:crm";
 const CONTACTS: usize = 40;
 
 fn partner(env: &TestEnv) -> anyhow::Result<String> {
+    partner_with(env, "contract-bulk-1", CONTACTS)
+}
+
+/// A partner with `n` contacts, one group, one app role and a sponsor.
+fn partner_with(env: &TestEnv, id: &str, n: usize) -> anyhow::Result<String> {
     let control = env.control();
     let portal = app_role(&control, "Partner Portal", "Portal.Reader")?;
-    let contacts: Vec<Value> = (1..=CONTACTS)
+    let contacts: Vec<Value> = (1..=n)
         .map(|i| json!({ "email": format!("contact{i}@litware.com"), "displayName": format!("Contact {i}") }))
         .collect();
     Ok(cloud_event(
         "partner.signed",
         SOURCE,
-        "contract-bulk-1",
+        id,
         json!({
             "partner": { "id": "litware", "name": "Litware Inc.", "domains": ["litware.com"] },
             "contacts": contacts,
@@ -291,5 +297,127 @@ async fn two_functions_at_once_share_the_deployments_write_budget() -> anyhow::R
         rate <= TOTAL as f64 * 1.1,
         "{rate:.1} writes/s over the run against a total of {TOTAL}/s"
     );
+    Ok(())
+}
+
+/// Delivers `messages` to `function` in batches of five, as the event source mapping would;
+/// the items it failed are delivered again, up to five receives in all.
+async fn deliver(function: &FunctionProcess, messages: &[SqsMessage]) -> anyhow::Result<()> {
+    for chunk in messages.chunks(5) {
+        let mut batch: Vec<SqsMessage> = chunk.to_vec();
+        for receive in 1..=5 {
+            let answer = function
+                .invoke(sqs_batch(&batch), Duration::from_secs(120))
+                .await?;
+            let failed = batch_failures(&answer)?;
+            if failed.is_empty() {
+                break;
+            }
+            ensure!(receive < 5, "still failing after 5 receives: {answer}");
+            batch.retain(|m| failed.contains(&m.message_id));
+            batch = batch.into_iter().map(SqsMessage::redelivered).collect();
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_300_contact_partner_is_split_into_parts_two_environments_work_at_once()
+-> anyhow::Result<()> {
+    const N: usize = 300;
+    let env = TestEnv::builder()
+        .ledger(LedgerKind::Dynamo)
+        .var("GRAPH_MAX_WRITES_PER_SECOND", "60")
+        .start()
+        .await?;
+    let queue = WorkQueue::create(&env).await?;
+    let body = partner_with(&env, "contract-bulk-300", N)?;
+    let with_queue = [("WORK_QUEUE_URL", queue.url.as_str())];
+    let (a, b) = tokio::try_join!(
+        env.spawn_with("partner-signed", &with_queue),
+        env.spawn_with("partner-signed", &with_queue)
+    )?;
+
+    // The contract-signing system's webhook: accepted, nothing invited yet.
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let webhook = signed_webhook(&body, WEBHOOK_SECRETS[0], now);
+    let (status, _, answer) =
+        http_answer(&a.invoke(webhook.clone(), Duration::from_secs(60)).await?)?;
+    ensure!(
+        status == 202 && answer["status"] == "accepted",
+        "{status}: {answer}\n{}",
+        a.output().text()
+    );
+    ensure!(
+        invitation_posts(&env.control()).is_empty(),
+        "invited before the parts ran"
+    );
+    // Sent again: the same event, nothing queued twice.
+    let (status, _, again) = http_answer(&b.invoke(webhook, Duration::from_secs(60)).await?)?;
+    ensure!(
+        status == 202 && again["status"] == "duplicate",
+        "{status}: {again}"
+    );
+    let parts = queue.drain().await?;
+    ensure!(
+        parts.len() == N / 20,
+        "{} parts for {N} contacts: {answer}",
+        parts.len()
+    );
+
+    // The two environments take alternate batches at once; then every part comes again.
+    let (mine, theirs): (Vec<_>, Vec<_>) =
+        parts.chunks(5).enumerate().partition(|(i, _)| i % 2 == 0);
+    let flatten = |c: Vec<(usize, &[SqsMessage])>| -> Vec<SqsMessage> {
+        c.into_iter().flat_map(|(_, m)| m.to_vec()).collect()
+    };
+    let (mine, theirs) = (flatten(mine), flatten(theirs));
+    tokio::try_join!(deliver(&a, &mine), deliver(&b, &theirs))?;
+    let again: Vec<SqsMessage> = parts.iter().cloned().map(SqsMessage::redelivered).collect();
+    deliver(&b, &again).await?;
+    a.stop().await;
+    b.stop().await;
+
+    let control = env.control();
+    let posts = invitation_posts(&control);
+    ensure!(
+        posts.len() == N,
+        "{} invitations for {N} contacts",
+        posts.len()
+    );
+    let record = env
+        .ledger()
+        .await?
+        .event(&EventKey::new(
+            "partner-signed",
+            SOURCE,
+            "contract-bulk-300",
+        ))
+        .await?
+        .context("no record of the event")?;
+    ensure!(
+        record.status == EventStatus::Completed && record.outcomes.len() == N,
+        "{:?} with {} outcomes: {:?}",
+        record.status,
+        record.outcomes.len(),
+        record.reason
+    );
+    let group = group_id(&control, "Partners")?;
+    let portal = app_role(&control, "Partner Portal", "Portal.Reader")?;
+    let role = format!("appRole:{}/{}", portal.0, portal.1);
+    let members = control.group_members(&group);
+    ensure!(members.len() == N, "{} group members", members.len());
+    for outcome in &record.outcomes {
+        ensure!(
+            outcome.result == InviteeResult::Invited
+                && outcome.granted.contains(&group)
+                && outcome.granted.contains(&role)
+                && outcome.granted.iter().any(|g| g.starts_with("sponsor:")),
+            "{outcome:?}"
+        );
+    }
+    let mails = env.outbox()?.len();
+    ensure!(mails == N, "one email each: {mails}");
+    queue.delete().await?;
     Ok(())
 }

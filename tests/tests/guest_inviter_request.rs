@@ -12,6 +12,7 @@ use b2b_e2e::checks::{
     batch_failures, group_id, http_answer, invitation_posts, logs_are_clean, user_id,
 };
 use b2b_e2e::events::{SqsMessage, cloud_event, http_request, sqs_batch, sqs_event};
+use b2b_e2e::queue::WorkQueue;
 use b2b_e2e::{FunctionProcess, LedgerKind, TestEnv, WEBHOOK_SECRETS};
 use base64::Engine;
 use serde_json::{Value, json};
@@ -536,28 +537,6 @@ async fn guest_inviter_refuses_what_the_partner_may_not_ask_and_bad_bodies() -> 
     Ok(())
 }
 
-/// The AWS SDK configuration of the local emulator, from the environment's variables.
-async fn emulator(env: &TestEnv) -> anyhow::Result<aws_sdk_sqs::Client> {
-    let var = |name: &str| {
-        env.var(name)
-            .map(String::from)
-            .with_context(|| format!("{name} is not set"))
-    };
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(var("AWS_ENDPOINT_URL")?)
-        .region(aws_config::Region::new(var("AWS_REGION")?))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            var("AWS_ACCESS_KEY_ID")?,
-            var("AWS_SECRET_ACCESS_KEY")?,
-            None,
-            None,
-            "aws-emulator",
-        ))
-        .load()
-        .await;
-    Ok(aws_sdk_sqs::Client::new(&config))
-}
-
 #[tokio::test]
 async fn guest_inviter_queues_300_invitees_and_invites_each_exactly_once() -> anyhow::Result<()> {
     let env = TestEnv::builder()
@@ -567,15 +546,8 @@ async fn guest_inviter_queues_300_invitees_and_invites_each_exactly_once() -> an
         .start()
         .await?;
     let control = env.control();
-    let sqs = emulator(&env).await?;
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(format!("b2b-e2e-work-{}", uuid::Uuid::new_v4().simple()))
-        .send()
-        .await?
-        .queue_url()
-        .context("CreateQueue gave no URL")?
-        .to_string();
+    let queue = WorkQueue::create(&env).await?;
+    let queue_url = queue.url.clone();
     let litware = Litware::signed(&env).await?;
     let function = env
         .spawn_with(FUNCTION, &[("WORK_QUEUE_URL", &queue_url)])
@@ -606,30 +578,7 @@ async fn guest_inviter_queues_300_invitees_and_invites_each_exactly_once() -> an
     );
 
     // The parts, as SQS holds them.
-    let mut messages: Vec<SqsMessage> = Vec::new();
-    for _ in 0..30 {
-        let received = sqs
-            .receive_message()
-            .queue_url(&queue_url)
-            .max_number_of_messages(10)
-            .send()
-            .await?;
-        let batch = received.messages();
-        if batch.is_empty() {
-            break;
-        }
-        for m in batch {
-            messages.push(SqsMessage::new(
-                m.message_id().context("message without id")?,
-                m.body().context("message without body")?,
-            ));
-            sqs.delete_message()
-                .queue_url(&queue_url)
-                .receipt_handle(m.receipt_handle().context("no receipt handle")?)
-                .send()
-                .await?;
-        }
-    }
+    let messages = queue.drain().await?;
     ensure!(
         messages.len() == answer["parts"].as_u64().unwrap_or_default() as usize,
         "{} messages on the queue for {answer}",
@@ -696,6 +645,6 @@ async fn guest_inviter_queues_300_invitees_and_invites_each_exactly_once() -> an
         &[&sam],
         &["colleague1@litware.com", "colleague300@litware.com"],
     )?;
-    sqs.delete_queue().queue_url(&queue_url).send().await?;
+    queue.delete().await?;
     Ok(())
 }

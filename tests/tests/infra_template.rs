@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 /// Each function's binary and the variables it needs beyond [`REQUIRED_BY_EVERY_FUNCTION`].
 const FUNCTIONS: &[(&str, &[&str])] = &[
-    ("partner-signed", &["WEBHOOK_SECRETS_ARN"]),
+    ("partner-signed", &["WEBHOOK_SECRETS_ARN", "WORK_QUEUE_URL"]),
     ("hr-record-added", &[]),
     (
         "guest-inviter-request",

@@ -5,4 +5,5 @@ pub mod graph;
 pub mod http;
 pub mod ledger;
 pub mod mailer;
+pub mod queue;
 pub mod secrets;

@@ -58,6 +58,8 @@ pub struct EventWork<'a> {
     pub gate: &'a CircuitGate,
     /// The event types this function handles.
     pub accepts: &'a [&'a str],
+    /// Whether the body came from the function's own queue, where its parts wait.
+    pub takes_parts: bool,
 }
 
 impl EventWork<'_> {
@@ -111,6 +113,24 @@ impl EventWork<'_> {
                     .await;
             }
         };
+        if super::parts::is_part(&envelope, self.runtime.function) {
+            if self.takes_parts {
+                return self.process_part(envelope, now).await;
+            }
+            // Never under the body's own key: that would take the key of a real part.
+            let e = EventError::new(
+                EventErrorKind::Invalid,
+                "source",
+                format!(
+                    "source '{}' and type {} are reserved for the parts the function queues                      for itself",
+                    self.runtime.function,
+                    super::parts::PART_TYPE
+                ),
+            );
+            return self
+                .reject(fallback, &envelope.event_type, Rejection::Invalid(e), now)
+                .await;
+        }
         let key = envelope.key.scoped(self.runtime.function);
         if let Some(record) = claim(self.runtime.ledger.as_ref(), &key, now).await? {
             return Ok(Processed::Duplicate(record));
@@ -136,9 +156,12 @@ impl EventWork<'_> {
             Ok(event) => event,
             Err(rejection) => return self.reject_claimed(key, &event_type, rejection, now).await,
         };
-        match self.carry_out(&key, &event, now).await {
+        match self.carry_out(&key, &event, &envelope.data, now).await {
             Ok(Ok(record)) => {
-                self.runtime.ledger.complete_event(&record).await?;
+                // A split event's record is written before its parts can finish it.
+                if record.status != EventStatus::Accepted {
+                    self.runtime.ledger.complete_event(&record).await?;
+                }
                 Ok(Processed::Done(record))
             }
             Ok(Err(rejection)) => self.reject_claimed(key, &event_type, rejection, now).await,
@@ -149,26 +172,40 @@ impl EventWork<'_> {
         }
     }
 
-    async fn carry_out(
-        &self,
-        key: &EventKey,
-        event: &Event,
-        now: OffsetDateTime,
-    ) -> Result<Result<EventRecord, Rejection>, Abort> {
+    pub(super) async fn plan_settings(&self) -> Result<PlanSettings, Abort> {
         let rt = self.runtime;
-        let settings = PlanSettings {
+        Ok(PlanSettings {
             default_delivery: rt.settings.mail.delivery,
             redirect_url: rt.settings.redirect_url.clone(),
             verified_domains: self.directory.verified_domains().await?,
             policy: rt.settings.domains.clone(),
-        };
+        })
+    }
+
+    /// The event's record: `accepted` when it was split into parts (and already recorded).
+    async fn carry_out(
+        &self,
+        key: &EventKey,
+        event: &Event,
+        data: &serde_json::Value,
+        now: OffsetDateTime,
+    ) -> Result<Result<EventRecord, Rejection>, Abort> {
+        let rt = self.runtime;
+        let settings = self.plan_settings().await?;
         let (plan, partner_name) = match event {
             Event::PartnerSigned(ev) => {
                 let existing = rt.ledger.partner(&ev.partner.id).await?;
-                match plan::plan_partner_signed(ev, existing.as_ref(), &settings, now) {
-                    Ok(plan) => (plan, Some(ev.partner.name.clone())),
+                let plan = match plan::plan_partner_signed(ev, existing.as_ref(), &settings, now) {
+                    Ok(plan) => plan,
                     Err(refusal) => return Ok(Err(Rejection::NotAllowed(refusal.to_string()))),
+                };
+                if let Some(partner) = &plan.partner {
+                    rt.ledger.put_partner(partner).await?;
                 }
+                if let Some(accepted) = self.split(key, ev, data, &plan, now).await? {
+                    return Ok(Ok(accepted));
+                }
+                (plan, Some(ev.partner.name.clone()))
             }
             Event::HrRecordAdded(ev) => {
                 let plan = plan::plan_hr_record(ev, &rt.settings.access_rules, &settings, now);
@@ -183,9 +220,6 @@ impl EventWork<'_> {
                 )));
             }
         };
-        if let Some(partner) = &plan.partner {
-            rt.ledger.put_partner(partner).await?;
-        }
         let outcomes = self.onboard(key, &plan, partner_name, now).await?;
         if let Some(partner) = with_inviter_ids(plan.partner.as_ref(), &outcomes) {
             rt.ledger.put_partner(&partner).await?;
@@ -201,7 +235,7 @@ impl EventWork<'_> {
         }))
     }
 
-    async fn onboard(
+    pub(super) async fn onboard(
         &self,
         key: &EventKey,
         plan: &Plan,
@@ -224,7 +258,7 @@ impl EventWork<'_> {
         .await
     }
 
-    async fn reject(
+    pub(super) async fn reject(
         &self,
         key: EventKey,
         event_type: &str,
@@ -293,7 +327,7 @@ pub(crate) async fn release(ledger: &dyn crate::ports::ledger::Ledger, key: &Eve
 
 /// The partner record with the object ids of inviters who were just found or invited, so
 /// that a self-service request can match its requester by `oid`. `None` when nothing changed.
-fn with_inviter_ids(
+pub(super) fn with_inviter_ids(
     partner: Option<&crate::ports::ledger::PartnerRecord>,
     outcomes: &[crate::ports::ledger::InviteeOutcome],
 ) -> Option<crate::ports::ledger::PartnerRecord> {

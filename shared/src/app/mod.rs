@@ -4,6 +4,7 @@ pub mod circuit;
 pub mod events;
 pub mod mail;
 pub mod onboard;
+pub mod parts;
 mod replication;
 pub mod runtime;
 pub mod self_service;
@@ -12,6 +13,7 @@ pub mod sweep;
 use std::time::Duration;
 
 use crate::error::{Classify, FailureClass};
+use crate::ports::queue::QueueError;
 use crate::ports::{DirectoryError, LedgerError, MailerError};
 
 /// Why a unit of work (an event, a request part) stopped before it was done. It is never
@@ -119,5 +121,11 @@ impl From<MailerError> for Abort {
             retry_after: None,
             access_denied: false,
         }
+    }
+}
+
+impl From<QueueError> for Abort {
+    fn from(e: QueueError) -> Self {
+        Abort::transient(e.to_string())
     }
 }

@@ -10,12 +10,14 @@ use crate::adapters::http::build_client;
 use crate::adapters::ledger::{DynamoBudget, DynamoLedger, EmbeddedLedger};
 use crate::adapters::mailer::templates::Templates;
 use crate::adapters::mailer::{OutboxMailer, SesMailer};
+use crate::adapters::queue::SqsWorkQueue;
 use crate::adapters::secrets::fetch_secret;
 use crate::config::{AzureConfig, ConfigError, CredentialSource, Env, LedgerLocation, Settings};
 use crate::ports::budget::WriteBudget;
 use crate::ports::directory::Directory;
 use crate::ports::ledger::Ledger;
 use crate::ports::mailer::Mailer;
+use crate::ports::queue::WorkQueue;
 
 /// A start-up failure: one line, naming the variable where there is one.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +48,10 @@ pub struct Runtime {
     pub ledger: Arc<dyn Ledger>,
     /// Absent when neither OUTBOX_DIR nor MAIL_FROM is set: `own` delivery is then refused.
     pub mail: Option<Arc<MailSender>>,
+    /// `WORK_QUEUE_URL`: where large units go in parts; `None` does everything inline.
+    pub queue: Option<Arc<dyn WorkQueue>>,
+    /// `GRAPH_MAX_WRITES_PER_SECOND`: what sizes inline work and parts.
+    pub writes_per_second: u32,
     /// Loaded only when an AWS service is configured.
     pub aws: Option<aws_config::SdkConfig>,
 }
@@ -61,7 +67,7 @@ impl Runtime {
             )
             || (settings.mail.outbox_dir.is_none() && settings.mail.from.is_some())
             || env.var("WEBHOOK_SECRETS_ARN").is_some()
-            || env.var("WORK_QUEUE_URL").is_some();
+            || settings.work_queue.is_some();
         let aws = if needs_aws {
             Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
         } else {
@@ -109,12 +115,21 @@ impl Runtime {
             (LedgerLocation::DynamoDb { .. }, None) => unreachable!("AWS is loaded for DynamoDB"),
         };
         let mail = mail_sender(&settings, aws.as_ref())?;
+        let queue: Option<Arc<dyn WorkQueue>> = match (&settings.work_queue, &aws) {
+            (Some(url), Some(aws)) => Some(Arc::new(SqsWorkQueue::new(
+                aws_sdk_sqs::Client::new(aws),
+                url.clone(),
+            ))),
+            _ => None,
+        };
         Ok(Runtime {
             function,
             settings: Arc::new(settings),
             directories: Arc::new(graph),
             ledger,
             mail,
+            queue,
+            writes_per_second: azure.max_writes_per_second,
             aws,
         })
     }

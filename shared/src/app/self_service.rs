@@ -14,7 +14,6 @@
 //! queue invocation comfortably. Without a queue (local use) everything is done inline
 //! within the invocation's deadline.
 
-use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -38,6 +37,7 @@ use crate::ports::directory::{Directory, DirectoryUser, GUEST_INVITER_ROLE};
 use crate::ports::ledger::{
     EventKey, EventRecord, EventStatus, InviteeOutcome, InviteeResult, PartnerRecord,
 };
+use crate::ports::queue::QueuedPart;
 
 /// The `source` of the parts this function queues for itself.
 pub const PART_SOURCE: &str = "guest-inviter-request";
@@ -60,23 +60,6 @@ pub enum Caller {
     /// A valid webhook signature of a trusted internal system, which vouches for
     /// `requestedBy`.
     System,
-}
-
-/// One part of a large request, ready for the queue.
-#[derive(Debug, Clone, PartialEq)]
-pub struct QueuedPart {
-    /// The part's event id: `<request id>/part-<n>`.
-    pub id: String,
-    /// Its CloudEvents body.
-    pub body: String,
-}
-
-/// The function's own queue, where the parts of large requests wait.
-#[async_trait]
-pub trait PartQueue: Send + Sync {
-    /// Queues every part, or fails transiently (parts already sent are harmless: each is
-    /// processed once, by its key).
-    async fn send(&self, parts: &[QueuedPart]) -> Result<(), Abort>;
 }
 
 /// What became of a request.
@@ -142,10 +125,6 @@ pub fn request_id(key: &EventKey) -> String {
 pub struct SelfService<'a> {
     pub runtime: &'a Runtime,
     pub gate: &'a CircuitGate,
-    /// `None`: everything is done inline.
-    pub queue: Option<&'a dyn PartQueue>,
-    /// `GRAPH_MAX_WRITES_PER_SECOND`: how many writes fit the inline budget.
-    pub writes_per_second: u32,
 }
 
 /// The planned request and who it is for.
@@ -176,7 +155,7 @@ impl SelfService<'_> {
     ) -> Result<Answer, Abort> {
         let now = self.runtime.settings.clock.now();
         let ledger = self.runtime.ledger.as_ref();
-        let deadline = if self.queue.is_some() {
+        let deadline = if self.runtime.queue.is_some() {
             deadline.min(Instant::now() + INLINE_DEADLINE)
         } else {
             deadline
@@ -202,7 +181,8 @@ impl SelfService<'_> {
         if let Some(record) = claim(ledger, &key, now).await? {
             return Ok(seen_before(record, caller));
         }
-        let fits = self.queue.is_none() || fits_inline(&authorised.plan, self.writes_per_second);
+        let fits = self.runtime.queue.is_none()
+            || fits_inline(&authorised.plan, self.runtime.writes_per_second);
         let answer = if fits {
             self.inline(&key, &authorised, directory.as_ref(), now)
                 .await
@@ -457,7 +437,9 @@ impl SelfService<'_> {
         now: OffsetDateTime,
     ) -> Result<Answer, Abort> {
         let queue = self
+            .runtime
             .queue
+            .as_deref()
             .ok_or_else(|| Abort::transient("no work queue configured (WORK_QUEUE_URL)"))?;
         let rid = request_id(key);
         let chunks: Vec<_> = req.invitees.chunks(PART_SIZE).collect();
@@ -738,24 +720,10 @@ struct PartInvitee {
     display_name: Option<String>,
 }
 
-/// Graph writes a plan needs: the invitation, properties, sponsors, grants, roles.
-pub fn estimated_writes(plan: &Plan) -> u64 {
-    plan.invitees
-        .iter()
-        .map(|p| {
-            1 + u64::from(!p.patch.is_empty())
-                + p.sponsors.len() as u64
-                + p.access.groups.len() as u64
-                + p.access.app_roles.len() as u64
-                + u64::from(p.guest_inviter)
-        })
-        .sum()
-}
-
 /// Whether the plan can be done before an HTTP caller gives up (module docs).
 pub fn fits_inline(plan: &Plan, writes_per_second: u32) -> bool {
     plan.invitees.len() <= INLINE_MAX_INVITEES
-        && estimated_writes(plan) <= u64::from(writes_per_second) * INLINE_BUDGET.as_secs()
+        && plan.estimated_writes() <= u64::from(writes_per_second) * INLINE_BUDGET.as_secs()
 }
 
 /// The answer to a request seen before, for this caller.

@@ -57,6 +57,23 @@ pub struct Plan {
     pub refused: Vec<(Email, Refusal)>,
 }
 
+impl Plan {
+    /// Graph writes the plan needs at most: the invitation, properties, sponsors, grants,
+    /// roles (group grants shared by several invitees take fewer).
+    pub fn estimated_writes(&self) -> u64 {
+        self.invitees
+            .iter()
+            .map(|p| {
+                1 + u64::from(!p.patch.is_empty())
+                    + p.sponsors.len() as u64
+                    + p.access.groups.len() as u64
+                    + p.access.app_roles.len() as u64
+                    + u64::from(p.guest_inviter)
+            })
+            .sum()
+    }
+}
+
 /// Whether `domain` is `parent` or one of its subdomains.
 fn domain_within(domain: &str, parent: &str) -> bool {
     domain == parent

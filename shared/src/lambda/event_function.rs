@@ -18,7 +18,7 @@ use crate::config::{Env, WebhookSecrets, webhook_secrets};
 use crate::domain::event::EventErrorKind;
 use crate::domain::signature;
 use crate::error::FailureClass;
-use crate::ports::ledger::EventKey;
+use crate::ports::ledger::{EventKey, EventStatus};
 
 pub struct EventFunction {
     pub runtime: Runtime,
@@ -51,12 +51,14 @@ impl EventFunction {
         &'a self,
         directory: &'a dyn crate::ports::Directory,
         gate: &'a CircuitGate,
+        takes_parts: bool,
     ) -> EventWork<'a> {
         EventWork {
             runtime: &self.runtime,
             directory,
             gate,
             accepts: self.accepts,
+            takes_parts,
         }
     }
 
@@ -85,7 +87,7 @@ impl EventFunction {
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         );
         match self
-            .work(directory.as_ref(), &gate)
+            .work(directory.as_ref(), &gate, false)
             .process_body(&request.body, fallback)
             .await
         {
@@ -94,11 +96,27 @@ impl EventFunction {
                 .response(),
             Ok(processed) => {
                 let record = processed.record();
+                let status = match (&processed, record.status) {
+                    (Processed::Duplicate(_), _) => "duplicate",
+                    (_, EventStatus::Accepted) => "accepted",
+                    _ => "processed",
+                };
+                // Split into parts: accepted, and done when the record says completed.
+                if record.status == EventStatus::Accepted {
+                    return json_response(
+                        202,
+                        &json!({
+                            "event": record.key.to_string(),
+                            "status": status,
+                            "detail": record.reason,
+                        }),
+                    );
+                }
                 json_response(
                     200,
                     &json!({
                         "event": record.key.to_string(),
-                        "status": if matches!(processed, Processed::Duplicate(_)) { "duplicate" } else { "processed" },
+                        "status": status,
                         "outcomes": record.outcomes,
                     }),
                 )
@@ -120,7 +138,7 @@ impl Handler for EventFunction {
                     let gate = &gate;
                     async move {
                         let directory = self.runtime.directory(m.deadline);
-                        self.work(directory.as_ref(), gate)
+                        self.work(directory.as_ref(), gate, true)
                             .process_body(m.body.as_bytes(), fallback)
                             .await
                             .map(|_| ())

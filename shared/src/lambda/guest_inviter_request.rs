@@ -3,8 +3,6 @@
 //! and SQS batches of the parts it queued itself (SPEC sections 1, 2, 4, 5).
 
 use async_trait::async_trait;
-use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -19,7 +17,7 @@ use crate::adapters::http::build_client;
 use crate::app::Abort;
 use crate::app::circuit::CircuitGate;
 use crate::app::runtime::{Runtime, StartupError};
-use crate::app::self_service::{Answer, Caller, PartQueue, QueuedPart, SelfService};
+use crate::app::self_service::{Answer, Caller, SelfService};
 use crate::config::{ApiAudience, AzureConfig, ConfigError, Env};
 use crate::domain::signature;
 use crate::error::Classify;
@@ -27,18 +25,12 @@ use crate::ports::ledger::{EventRecord, EventStatus};
 
 pub const FUNCTION: &str = "guest-inviter-request";
 
-/// SendMessageBatch takes at most ten entries.
-const SQS_BATCH: usize = 10;
-
 pub struct GuestInviterRequest {
     pub runtime: Runtime,
     /// Present when `API_AUDIENCE` is set.
     tokens: Option<EntraTokenValidator>,
     /// Present when `WEBHOOK_SECRETS` or `WEBHOOK_SECRETS_ARN` is set.
     webhook_secrets: Option<Vec<String>>,
-    /// Present when `WORK_QUEUE_URL` is set; without it every request is done inline.
-    queue: Option<SqsPartQueue>,
-    writes_per_second: u32,
 }
 
 impl GuestInviterRequest {
@@ -66,31 +58,10 @@ impl GuestInviterRequest {
             )
             .into());
         }
-        let queue = match env.var("WORK_QUEUE_URL") {
-            Some(url) => {
-                let parsed = url::Url::parse(url.trim())
-                    .map_err(|e| ConfigError::new("WORK_QUEUE_URL", format!("not a URL: {e}")))?;
-                if !matches!(parsed.scheme(), "https" | "http") {
-                    return Err(
-                        ConfigError::new("WORK_QUEUE_URL", "must be an SQS queue URL").into(),
-                    );
-                }
-                let aws = runtime.aws.as_ref().ok_or_else(|| {
-                    StartupError::Other("WORK_QUEUE_URL: AWS configuration not loaded".into())
-                })?;
-                Some(SqsPartQueue {
-                    client: aws_sdk_sqs::Client::new(aws),
-                    url: url.trim().to_string(),
-                })
-            }
-            None => None,
-        };
         Ok(GuestInviterRequest {
             runtime,
             tokens,
             webhook_secrets,
-            queue,
-            writes_per_second: azure.max_writes_per_second,
         })
     }
 
@@ -98,8 +69,6 @@ impl GuestInviterRequest {
         SelfService {
             runtime: &self.runtime,
             gate,
-            queue: self.queue.as_ref().map(|q| q as &dyn PartQueue),
-            writes_per_second: self.writes_per_second,
         }
     }
 
@@ -286,53 +255,5 @@ impl Handler for GuestInviterRequest {
                 "a webhook (function URL or HTTP API) or SQS batches from its own work queue",
             )),
         }
-    }
-}
-
-/// The work queue on Amazon SQS.
-pub struct SqsPartQueue {
-    client: aws_sdk_sqs::Client,
-    url: String,
-}
-
-#[async_trait]
-impl PartQueue for SqsPartQueue {
-    async fn send(&self, parts: &[QueuedPart]) -> Result<(), Abort> {
-        for batch in parts.chunks(SQS_BATCH) {
-            let entries = batch
-                .iter()
-                .enumerate()
-                .map(|(i, p)| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(format!("e{i}"))
-                        .message_body(&p.body)
-                        .build()
-                        .map_err(|e| Abort::transient(format!("WORK_QUEUE_URL: {e}")))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let output = self
-                .client
-                .send_message_batch()
-                .queue_url(&self.url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| {
-                    Abort::transient(format!(
-                        "WORK_QUEUE_URL: cannot queue the request's parts: {}",
-                        DisplayErrorContext(&e)
-                    ))
-                })?;
-            if let Some(failed) = output.failed().first() {
-                return Err(Abort::transient(format!(
-                    "WORK_QUEUE_URL: {} of {} parts not queued: {}: {}",
-                    output.failed().len(),
-                    batch.len(),
-                    failed.code(),
-                    failed.message().unwrap_or("no message")
-                )));
-            }
-        }
-        Ok(())
     }
 }

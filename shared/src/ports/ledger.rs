@@ -323,6 +323,11 @@ pub trait Ledger: Send + Sync {
         step: &str,
     ) -> Result<(), LedgerError>;
 
+    /// Records that part `part` of the split event `event` is done, once however often it is
+    /// said, and answers how many of the event's parts are: the part that sees them all
+    /// completes the event's record.
+    async fn record_part_done(&self, event: &EventKey, part: u32) -> Result<usize, LedgerError>;
+
     async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, LedgerError>;
     async fn put_checkpoint(
         &self,

@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
     ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
     TimeToLiveStatus,
 };
@@ -26,17 +26,20 @@ use crate::ports::ledger::{
     PartnerRecord,
 };
 
-type Item = HashMap<String, AttributeValue>;
+pub(super) type Item = HashMap<String, AttributeValue>;
 
-const PK: &str = "pk";
-const SK: &str = "sk";
-const TTL: &str = "ttl";
-const DOC: &str = "doc";
+pub(super) const PK: &str = "pk";
+pub(super) const SK: &str = "sk";
+pub(super) const TTL: &str = "ttl";
+pub(super) const DOC: &str = "doc";
 const STATE: &str = "state";
 const LEASE_UNTIL: &str = "leaseUntil";
 const REMINDERS: &str = "reminders";
 const VERSION: &str = "version";
 const STEPS: &str = "steps";
+const PARTS_DONE: &str = "done";
+/// The sort key of a split event's parts done, in its progress partition.
+const PARTS_DONE_SK: &str = "PARTS";
 
 const IN_PROGRESS: &str = "inProgress";
 const DONE: &str = "done";
@@ -60,6 +63,10 @@ pub struct DynamoLedger {
 impl DynamoLedger {
     pub fn new(client: Client, table: String) -> Self {
         DynamoLedger { client, table }
+    }
+
+    pub(super) fn client(&self) -> &Client {
+        &self.client
     }
 
     pub fn table(&self) -> &str {
@@ -332,10 +339,19 @@ impl DynamoLedger {
     }
 
     /// Reads what made a claim lose: the completed record or the current holder's lease.
-    fn claim_from_item(item: &Item, key: &EventKey) -> Result<Option<Claim>, LedgerError> {
+    async fn claim_from_item(
+        &self,
+        item: &Item,
+        key: &EventKey,
+    ) -> Result<Option<Claim>, LedgerError> {
         let what = format!("event record {key}");
         match string_attr(item, STATE, &what)?.as_str() {
-            DONE => Ok(Some(Claim::Completed(Box::new(doc(item, &what)?)))),
+            DONE => {
+                let record = self
+                    .with_outcome_pages(item, doc(item, &what)?, &what)
+                    .await?;
+                Ok(Some(Claim::Completed(Box::new(record))))
+            }
             IN_PROGRESS => {
                 let ms = number_attr(item, LEASE_UNTIL, &what)?;
                 let until = from_unix_millis(ms).ok_or_else(|| {
@@ -398,10 +414,8 @@ impl Ledger for DynamoLedger {
                 None => self.get(Self::event_key(key), "event record").await?,
             };
             // Gone in between (released): claim again.
-            if let Some(claim) = old
-                .map(|item| Self::claim_from_item(&item, key))
-                .transpose()?
-                .flatten()
+            if let Some(item) = old
+                && let Some(claim) = self.claim_from_item(&item, key).await?
             {
                 return Ok(claim);
             }
@@ -413,12 +427,10 @@ impl Ledger for DynamoLedger {
 
     async fn complete_event(&self, record: &EventRecord) -> Result<(), LedgerError> {
         let mut item = Self::event_key(&record.key);
+        let ttl = ttl_seconds(record.recorded_at, COMPLETED_TTL);
         item.insert(STATE.into(), s(DONE.into()));
-        item.insert(DOC.into(), s(encode(record)?));
-        item.insert(
-            TTL.into(),
-            n(ttl_seconds(record.recorded_at, COMPLETED_TTL)),
-        );
+        self.put_outcome_pages(&mut item, record, ttl).await?;
+        item.insert(TTL.into(), n(ttl));
         self.client
             .put_item()
             .table_name(&self.table)
@@ -459,7 +471,7 @@ impl Ledger for DynamoLedger {
         let Some(item) = self.get(Self::event_key(key), "event record").await? else {
             return Ok(None);
         };
-        match Self::claim_from_item(&item, key)? {
+        match self.claim_from_item(&item, key).await? {
             Some(Claim::Completed(record)) => Ok(Some(*record)),
             _ => Ok(None),
         }
@@ -669,6 +681,33 @@ impl Ledger for DynamoLedger {
         Ok(())
     }
 
+    /// One atomic `ADD` to a number set beside the event's invitee progress; the updated set
+    /// says how many parts are done.
+    async fn record_part_done(&self, event: &EventKey, part: u32) -> Result<usize, LedgerError> {
+        let expires = ttl_seconds(OffsetDateTime::now_utc(), COMPLETED_TTL);
+        let mut key = Self::progress_key(event, "");
+        key.insert(SK.into(), s(PARTS_DONE_SK.into()));
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .update_expression("ADD #done :part SET #ttl = :ttl")
+            .expression_attribute_names("#done", PARTS_DONE)
+            .expression_attribute_names("#ttl", TTL)
+            .expression_attribute_values(":part", AttributeValue::Ns(vec![part.to_string()]))
+            .expression_attribute_values(":ttl", n(expires))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| classify(&e, &self.table, "parts done"))?;
+        Ok(output
+            .attributes()
+            .and_then(|a| a.get(PARTS_DONE))
+            .and_then(|v| v.as_ns().ok())
+            .map_or(0, Vec::len))
+    }
+
     async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, LedgerError> {
         self.get_doc(Self::checkpoint_key(name), &format!("checkpoint {name}"))
             .await
@@ -687,11 +726,11 @@ impl Ledger for DynamoLedger {
     }
 }
 
-fn s(value: String) -> AttributeValue {
+pub(super) fn s(value: String) -> AttributeValue {
     AttributeValue::S(value)
 }
 
-fn n(value: i64) -> AttributeValue {
+pub(super) fn n(value: i64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
@@ -700,12 +739,12 @@ fn ttl_seconds(t: OffsetDateTime, after: Duration) -> i64 {
     lease_end(t, after).unix_timestamp()
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<String, LedgerError> {
+pub(super) fn encode<T: Serialize>(value: &T) -> Result<String, LedgerError> {
     serde_json::to_string(value)
         .map_err(|e| LedgerError::Corrupt(format!("cannot encode a ledger record: {e}")))
 }
 
-fn doc<T: DeserializeOwned>(item: &Item, what: &str) -> Result<T, LedgerError> {
+pub(super) fn doc<T: DeserializeOwned>(item: &Item, what: &str) -> Result<T, LedgerError> {
     let json = string_attr(item, DOC, what)?;
     serde_json::from_str(&json).map_err(|e| LedgerError::Corrupt(format!("{what}: {e}")))
 }
@@ -722,7 +761,7 @@ fn string_attr(item: &Item, name: &str, what: &str) -> Result<String, LedgerErro
     }
 }
 
-fn number_attr(item: &Item, name: &str, what: &str) -> Result<i64, LedgerError> {
+pub(super) fn number_attr(item: &Item, name: &str, what: &str) -> Result<i64, LedgerError> {
     match item.get(name) {
         Some(AttributeValue::N(v)) => v.parse().map_err(|_| {
             LedgerError::Corrupt(format!("{what}: attribute {name} '{v}' is not an integer"))

@@ -28,6 +28,8 @@ const STATE: TableDefinition<&str, &str> = TableDefinition::new("state");
 const CHECKPOINTS: TableDefinition<&str, &str> = TableDefinition::new("checkpoints");
 /// `{scope}|{source}#{id}\n{lower-case email}` -> JSON list of the steps that landed.
 const PROGRESS: TableDefinition<&str, &str> = TableDefinition::new("progress");
+/// Split event (`scope|source#id`) -> JSON list of the part numbers done.
+const PARTS: TableDefinition<&str, &str> = TableDefinition::new("parts");
 
 const CIRCUIT_KEY: &str = "circuit";
 
@@ -121,7 +123,7 @@ impl EmbeddedLedger {
         // Creating every table up front lets readers assume they exist.
         inner.write(|txn| {
             txn.open_table(EVENTS).map_err(|e| inner.storage(e))?;
-            for table in [PARTNERS, GUESTS, STATE, CHECKPOINTS, PROGRESS] {
+            for table in [PARTNERS, GUESTS, STATE, CHECKPOINTS, PROGRESS, PARTS] {
                 txn.open_table(table).map_err(|e| inner.storage(e))?;
             }
             Ok(())
@@ -543,6 +545,29 @@ impl Ledger for EmbeddedLedger {
                         .map_err(|e| inner.storage(e))?;
                 }
                 Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn record_part_done(&self, event: &EventKey, part: u32) -> Result<usize, LedgerError> {
+        let key = format!("{}#{}", event.stored_source(), event.id);
+        self.run(move |inner| {
+            inner.write(|txn| {
+                let mut table = txn.open_table(PARTS).map_err(|e| inner.storage(e))?;
+                let mut done: Vec<u32> = match table.get(key.as_str()) {
+                    Ok(Some(v)) => decode(v.value(), "parts done")?,
+                    Ok(None) => Vec::new(),
+                    Err(e) => return Err(inner.storage(e)),
+                };
+                if !done.contains(&part) {
+                    done.push(part);
+                    let json = encode(&done)?;
+                    table
+                        .insert(key.as_str(), json.as_str())
+                        .map_err(|e| inner.storage(e))?;
+                }
+                Ok(done.len())
             })
         })
         .await

@@ -28,7 +28,9 @@
 //! | circuit | `CIRCUIT` | `CIRCUIT` | `doc` S (JSON [`Circuit`]), `version` S |
 //! | checkpoint | `CHECKPOINT` | `CHECKPOINT#{name}` | `doc` S (JSON [`Checkpoint`](crate::ports::ledger::Checkpoint)) |
 //! | write budget | `BUDGET` | `GRAPH_WRITES` | `tokens` N, `at` N (unix ms of the last draw), `pausedUntil` N (unix ms, Graph's Retry-After), `version` S |
+//! | event outcomes too large for the event item | as the event | `EVENT#{id}#OUTCOMES#{nnnn}` | `doc` S (JSON array of outcomes), `ttl`; the event item then has `outcomePages` N |
 //! | invitee progress | `PROGRESS#{scope}|{source}#{id}` | `INVITEE#{lower-case email}` | `steps` SS (what landed), `ttl` |
+//! | parts done of a split event | `PROGRESS#{scope}|{source}#{id}` | `PARTS` | `done` NS (part numbers), `ttl` |
 //!
 //! Partners and guests share one constant partition each, so listing them is a paginated
 //! Query, never a Scan; both are written at invitation pace (Graph allows 20 writes a second),
@@ -51,6 +53,7 @@
 mod budget;
 mod dynamodb;
 mod embedded;
+mod outcome_pages;
 
 pub use budget::DynamoBudget;
 pub use dynamodb::DynamoLedger;
