@@ -2,6 +2,8 @@
 //! email is recorded instead of made. Reads go to the real directory and ledger, so the
 //! plan is the one a real run would carry out now.
 
+use b2b::domain::trust::{CrossTenantPartner, TrustSettings};
+use b2b::ports::directory::TenantInfo;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -329,6 +331,46 @@ impl Directory for RecordingDirectory {
 
     async fn verified_domains(&self) -> Result<Vec<String>, DirectoryError> {
         self.inner.verified_domains().await
+    }
+
+    async fn find_tenant_by_domain(
+        &self,
+        domain: &str,
+    ) -> Result<Option<TenantInfo>, DirectoryError> {
+        self.inner.find_tenant_by_domain(domain).await
+    }
+
+    async fn cross_tenant_partner(
+        &self,
+        tenant_id: &str,
+    ) -> Result<Option<CrossTenantPartner>, DirectoryError> {
+        self.inner.cross_tenant_partner(tenant_id).await
+    }
+
+    async fn create_cross_tenant_partner(
+        &self,
+        tenant_id: &str,
+        settings: &TrustSettings,
+    ) -> Result<Applied, DirectoryError> {
+        self.recorder.record(
+            "POST",
+            "/policies/crossTenantAccessPolicy/partners".into(),
+            json!({ "tenantId": tenant_id, "trust": settings }),
+        );
+        Ok(Applied::Done)
+    }
+
+    async fn update_cross_tenant_partner(
+        &self,
+        tenant_id: &str,
+        settings: &TrustSettings,
+    ) -> Result<(), DirectoryError> {
+        self.recorder.record(
+            "PATCH",
+            format!("/policies/crossTenantAccessPolicy/partners/{tenant_id}"),
+            json!({ "trust": settings }),
+        );
+        Ok(())
     }
 
     fn deadline(&self) -> Option<tokio::time::Instant> {

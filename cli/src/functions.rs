@@ -13,6 +13,7 @@ use b2b::lambda::resend_stale::{self, Overrides, ResendStale};
 use b2b::lambda::serve::Handler;
 use b2b::lambda::trigger::Trigger;
 use b2b::ports::ledger::Ledger;
+use b2b::ports::progress::Progress;
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -73,16 +74,30 @@ impl Built {
 
 /// Puts the dry-run recorder (when asked for) in front of the runtime's directory and
 /// ledger, and returns the ledger the function will write to.
-fn prepare(ctx: &Context, runtime: &mut Runtime) -> anyhow::Result<Arc<dyn Ledger>> {
+fn prepare(
+    ctx: &Context,
+    runtime: &mut Runtime,
+    progress: Option<Arc<dyn Progress>>,
+) -> anyhow::Result<Arc<dyn Ledger>> {
     if let Some(recorder) = &ctx.recorder {
         recorder.apply(runtime)?;
     }
+    runtime.progress = progress;
     Ok(Arc::clone(&runtime.ledger))
 }
 
 /// Builds a function's handler. The embedded ledger serves one holder at a time: drop the
 /// result before building the next.
 pub async fn build(ctx: &Context, function: Function) -> anyhow::Result<Built> {
+    build_with(ctx, function, None).await
+}
+
+/// [`build`], telling `progress` how far each unit of work got.
+pub async fn build_with(
+    ctx: &Context,
+    function: Function,
+    progress: Option<Arc<dyn Progress>>,
+) -> anyhow::Result<Built> {
     let start = |f: Function| format!("starting {}", f.name());
     match function {
         Function::PartnerSigned | Function::HrRecordAdded => {
@@ -93,7 +108,7 @@ pub async fn build(ctx: &Context, function: Function) -> anyhow::Result<Built> {
             let mut handler = EventFunction::from_env(function.name(), accepts, webhooks, &ctx.env)
                 .await
                 .with_context(|| start(function))?;
-            let ledger = prepare(ctx, &mut handler.runtime)?;
+            let ledger = prepare(ctx, &mut handler.runtime, progress.clone())?;
             Ok(Built {
                 function,
                 handler: Box::new(handler),
@@ -104,7 +119,7 @@ pub async fn build(ctx: &Context, function: Function) -> anyhow::Result<Built> {
             let mut inner = ResendStale::from_env(&ctx.env)
                 .await
                 .with_context(|| start(function))?;
-            let ledger = prepare(ctx, &mut inner.runtime)?;
+            let ledger = prepare(ctx, &mut inner.runtime, progress.clone())?;
             Ok(Built {
                 function,
                 handler: Box::new(LocalSweep(inner)),
@@ -115,7 +130,7 @@ pub async fn build(ctx: &Context, function: Function) -> anyhow::Result<Built> {
             let mut handler = GuestInviterRequest::from_env(&ctx.env)
                 .await
                 .with_context(|| start(function))?;
-            let ledger = prepare(ctx, &mut handler.runtime)?;
+            let ledger = prepare(ctx, &mut handler.runtime, progress.clone())?;
             Ok(Built {
                 function,
                 handler: Box::new(handler),

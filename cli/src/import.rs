@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::progress::Bar;
 use anyhow::{Context as _, bail};
 use b2b::app::Abort;
 use b2b::app::circuit::CircuitGate;
@@ -21,9 +22,9 @@ use b2b::ports::directory::{Delivery, UserPatch};
 use b2b::ports::ledger::{
     Claim, EventKey, EventRecord, EventStatus, InviteeOutcome, InviteeResult, Origin,
 };
+use b2b::ports::progress::Progress as _;
 use clap::Args;
 use futures::StreamExt;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -443,6 +444,7 @@ impl Importer<'_> {
             reason,
             actor: None,
             outcomes,
+            trust: None,
             recorded_at: now,
         };
         match result {
@@ -555,6 +557,7 @@ impl Importer<'_> {
             unit: Some(&unit),
             partner_name,
             inviter_name: None,
+            progress: None,
         }
         .run(&plan)
         .await?;
@@ -611,26 +614,19 @@ pub async fn run(global: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> 
         delivery: args.delivery,
         stopped: AtomicBool::new(false),
     };
-    let bar =
-        ProgressBar::with_draw_target(Some(parsed.rows.len() as u64), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} rows  {per_sec}  ETA {eta}  {msg}",
-        )
-        .expect("a valid progress template"),
-    );
+    let bar = Bar::new(parsed.rows.len() as u64);
     let importer = &importer;
     let bar_ref = &bar;
     let mut outcomes: Vec<(Row, RowOutcome)> = futures::stream::iter(parsed.rows.iter().cloned())
         .map(|row| async move {
             let outcome = importer.row(&row).await;
-            bar_ref.inc(1);
+            bar_ref.done(1);
             (row, outcome)
         })
         .buffer_unordered(usize::from(args.concurrency))
         .collect()
         .await;
-    bar.finish_and_clear();
+    bar.finish();
     outcomes.sort_by_key(|(row, _)| row.line);
 
     let results = args

@@ -11,6 +11,7 @@ mod dry_run;
 mod functions;
 mod graph_read;
 mod import;
+mod progress;
 mod report;
 mod run;
 mod sweep;

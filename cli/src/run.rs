@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 
 use crate::context::{Context, LocalOptions};
 use crate::functions::{self, Function};
+use crate::progress::Bar;
 use crate::{Global, aws};
+use std::sync::Arc;
 
 /// Exit status when the work should be sent again later (EX_TEMPFAIL).
 pub const RETRY_LATER: u8 = 75;
@@ -232,8 +234,10 @@ pub async fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     eprintln!("running {} against {}", function.name(), ctx.describe());
     let keys = input.event_keys();
     let (payload, trigger) = payload_for(&ctx, input, function, args.via, args.keep_signature)?;
-    let built = functions::build(&ctx, function).await?;
+    let bar = Arc::new(Bar::new(0));
+    let built = functions::build_with(&ctx, function, Some(bar.clone())).await?;
     let answer = built.invoke(payload).await;
+    bar.finish();
     let (response, code) = match answer {
         Ok(response) => {
             let retry = needs_retry(&response);

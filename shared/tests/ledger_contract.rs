@@ -59,6 +59,7 @@ fn record(key: &EventKey) -> EventRecord {
                 reason: Some("domain not allowed".into()),
             },
         ],
+        trust: None,
         recorded_at: T0 + secs(5),
     }
 }
@@ -92,6 +93,7 @@ fn partner(id: &str, name: &str) -> PartnerRecord {
         }],
         access,
         sponsors: vec!["sponsor@contoso.com".into()],
+        trust: None,
         updated_at: T0,
     }
 }

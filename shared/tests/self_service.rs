@@ -93,6 +93,7 @@ async fn world() -> World {
             }],
             access,
             sponsors: vec!["megan.bowen@contoso.com".into()],
+            trust: None,
             updated_at: OffsetDateTime::now_utc(),
         })
         .await
@@ -105,6 +106,7 @@ async fn world() -> World {
             inviters: vec![],
             access: Access::default(),
             sponsors: vec![],
+            trust: None,
             updated_at: OffsetDateTime::now_utc(),
         })
         .await

@@ -10,6 +10,7 @@ use super::onboard::Onboarding;
 use super::runtime::Runtime;
 use crate::domain::event::{Event, EventError, EventErrorKind, parse_envelope, parse_event};
 use crate::domain::plan::{self, Plan, PlanSettings};
+use crate::domain::trust::TrustState;
 use crate::ports::directory::Directory;
 use crate::ports::ledger::{Claim, EventKey, EventRecord, EventStatus};
 
@@ -192,17 +193,35 @@ impl EventWork<'_> {
     ) -> Result<Result<EventRecord, Rejection>, Abort> {
         let rt = self.runtime;
         let settings = self.plan_settings().await?;
+        let mut trust = None;
         let (plan, partner_name) = match event {
             Event::PartnerSigned(ev) => {
                 let existing = rt.ledger.partner(&ev.partner.id).await?;
-                let plan = match plan::plan_partner_signed(ev, existing.as_ref(), &settings, now) {
-                    Ok(plan) => plan,
-                    Err(refusal) => return Ok(Err(Rejection::NotAllowed(refusal.to_string()))),
-                };
+                let mut plan =
+                    match plan::plan_partner_signed(ev, existing.as_ref(), &settings, now) {
+                        Ok(plan) => plan,
+                        Err(refusal) => {
+                            return Ok(Err(Rejection::NotAllowed(refusal.to_string())));
+                        }
+                    };
+                // Before the invitations: with automatic redemption in place they are
+                // added without a consent prompt.
+                if let Some(asked) = ev.trust.filter(|t| !t.asks_nothing()) {
+                    let earlier = existing.as_ref().and_then(|p| p.trust.as_ref());
+                    let state =
+                        super::trust::establish(self.directory, ev, &asked, earlier).await?;
+                    if let Some(partner) = plan.partner.as_mut()
+                        && matches!(state, TrustState::Trusted { .. })
+                    {
+                        partner.trust = Some(state.clone());
+                    }
+                    trust = Some(state);
+                }
                 if let Some(partner) = &plan.partner {
                     rt.ledger.put_partner(partner).await?;
                 }
-                if let Some(accepted) = self.split(key, ev, data, &plan, now).await? {
+                if let Some(accepted) = self.split(key, ev, data, &plan, trust.clone(), now).await?
+                {
                     return Ok(Ok(accepted));
                 }
                 (plan, Some(ev.partner.name.clone()))
@@ -231,6 +250,7 @@ impl EventWork<'_> {
             reason: None,
             actor: None,
             outcomes,
+            trust,
             recorded_at: now,
         }))
     }
@@ -253,6 +273,7 @@ impl EventWork<'_> {
             unit: Some(key),
             partner_name,
             inviter_name: None,
+            progress: rt.progress.as_deref(),
         }
         .run(plan)
         .await
@@ -290,6 +311,7 @@ impl EventWork<'_> {
             reason: Some(rejection.to_string()),
             actor: None,
             outcomes: Vec::new(),
+            trust: None,
             recorded_at: now,
         };
         self.runtime.ledger.complete_event(&record).await?;

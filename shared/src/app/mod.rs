@@ -9,6 +9,7 @@ mod replication;
 pub mod runtime;
 pub mod self_service;
 pub mod sweep;
+pub mod trust;
 
 use std::time::Duration;
 

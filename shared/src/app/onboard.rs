@@ -21,6 +21,7 @@ use crate::ports::directory::{
     Delivery, Directory, DirectoryError, GROUP_BATCH, GUEST_INVITER_ROLE, InvitationRequest,
 };
 use crate::ports::ledger::{GuestRecord, GuestState, InviteeOutcome, InviteeResult, Ledger};
+use crate::ports::progress::Progress;
 
 /// How long after our invitation a guest counts as possibly not yet replicated.
 const REPLICATION_HORIZON: time::Duration = time::Duration::hours(1);
@@ -44,6 +45,8 @@ pub struct Onboarding<'a> {
     /// Names shown in our own invitation email.
     pub partner_name: Option<String>,
     pub inviter_name: Option<String>,
+    /// Told how many invitees there are and as each is done (the CLI's progress bar).
+    pub progress: Option<&'a dyn Progress>,
 }
 
 impl Onboarding<'_> {
@@ -63,9 +66,18 @@ impl Onboarding<'_> {
         // By index: a closure over `&InviteePlan` trips the compiler's Send check for
         // higher-ranked lifetimes inside async traits.
         let run = &run;
+        let progress = self.progress;
+        if let Some(p) = progress {
+            p.planned(plan.invitees.len() as u64);
+        }
         let mut onboarded: Vec<Onboarded> = stream::iter(0..plan.invitees.len())
             .map(|i| run.invitee(&plan.invitees[i]))
             .buffered(CONCURRENT_INVITEES)
+            .inspect_ok(|_| {
+                if let Some(p) = progress {
+                    p.done(1);
+                }
+            })
             .try_collect()
             .await?;
         run.join_groups(&mut onboarded).await?;

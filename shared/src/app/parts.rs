@@ -23,6 +23,7 @@ use super::events::{EventWork, Processed, Rejection, claim, release, with_invite
 use crate::domain::event::{Envelope, EventError, EventErrorKind};
 use crate::domain::partner::{self, PartnerSigned};
 use crate::domain::plan::{self, Plan};
+use crate::domain::trust::TrustState;
 use crate::ports::ledger::{EventKey, EventRecord, EventStatus, InviteeOutcome, InviteeResult};
 use crate::ports::queue::QueuedPart;
 
@@ -83,6 +84,7 @@ impl EventWork<'_> {
         ev: &PartnerSigned,
         data: &Value,
         plan: &Plan,
+        trust: Option<TrustState>,
         now: OffsetDateTime,
     ) -> Result<Option<EventRecord>, Abort> {
         let rt = self.runtime;
@@ -139,6 +141,7 @@ impl EventWork<'_> {
             )),
             actor: None,
             outcomes: Vec::new(),
+            trust,
             recorded_at: now,
         };
         rt.ledger.complete_event(&record).await?;
@@ -193,6 +196,7 @@ impl EventWork<'_> {
             reason,
             actor: None,
             outcomes,
+            trust: None,
             recorded_at: now,
         };
         ledger.complete_event(&record).await?;

@@ -17,6 +17,7 @@ use crate::ports::budget::WriteBudget;
 use crate::ports::directory::Directory;
 use crate::ports::ledger::Ledger;
 use crate::ports::mailer::Mailer;
+use crate::ports::progress::Progress;
 use crate::ports::queue::WorkQueue;
 
 /// A start-up failure: one line, naming the variable where there is one.
@@ -52,6 +53,8 @@ pub struct Runtime {
     pub queue: Option<Arc<dyn WorkQueue>>,
     /// `GRAPH_MAX_WRITES_PER_SECOND`: what sizes inline work and parts.
     pub writes_per_second: u32,
+    /// Told how far each unit got; `None` in Lambda.
+    pub progress: Option<Arc<dyn Progress>>,
     /// Loaded only when an AWS service is configured.
     pub aws: Option<aws_config::SdkConfig>,
 }
@@ -130,6 +133,7 @@ impl Runtime {
             mail,
             queue,
             writes_per_second: azure.max_writes_per_second,
+            progress: None,
             aws,
         })
     }

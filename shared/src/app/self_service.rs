@@ -421,6 +421,7 @@ impl SelfService<'_> {
             reason: None,
             actor: Some(a.requester.user_id.clone()),
             outcomes,
+            trust: None,
             recorded_at: now,
         };
         self.runtime.ledger.complete_event(&record).await?;
@@ -499,6 +500,7 @@ impl SelfService<'_> {
             )),
             actor: Some(a.requester.user_id.clone()),
             outcomes: Vec::new(),
+            trust: None,
             recorded_at: now,
         };
         self.runtime.ledger.complete_event(&record).await?;
@@ -531,6 +533,7 @@ impl SelfService<'_> {
             unit: Some(unit),
             partner_name: Some(partner.name.clone()),
             inviter_name,
+            progress: rt.progress.as_deref(),
         }
     }
 
@@ -615,6 +618,7 @@ impl SelfService<'_> {
             reason,
             actor: actor.clone(),
             outcomes,
+            trust: None,
             recorded_at: now,
         };
         let Some(partner) = rt.ledger.partner(&data.partner_id).await? else {
@@ -764,6 +768,7 @@ fn rejected(
         reason: Some(rejection.to_string()),
         actor,
         outcomes,
+        trust: None,
         recorded_at: now,
     }
 }

@@ -11,3 +11,4 @@ pub mod policy;
 pub mod request;
 pub mod signature;
 pub mod sweep;
+pub mod trust;

@@ -7,8 +7,9 @@ use crate::domain::access::Access;
 use crate::domain::email::{Email, normalise_domain};
 use crate::domain::event::{EventError, EventErrorKind};
 use crate::domain::fields::{
-    MAX_DISPLAY_NAME, MAX_SPONSORS, Obj, as_str, check_text, invalid, shorten,
+    MAX_DISPLAY_NAME, MAX_SPONSORS, Obj, as_str, check_text, guid, invalid, shorten,
 };
+use crate::domain::trust::TrustRequest;
 use crate::ports::directory::Delivery;
 
 pub const EVENT_TYPE: &str = "partner.signed";
@@ -32,6 +33,8 @@ pub struct PartnerSigned {
     pub message: Option<String>,
     /// `None`: the configured default.
     pub redirect_url: Option<String>,
+    /// Trust the partner's Entra tenant in our cross-tenant access settings.
+    pub trust: Option<TrustRequest>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +44,9 @@ pub struct Partner {
     pub name: String,
     /// Lower-case A-labels, unique, in the order first given; never empty.
     pub domains: Vec<String>,
+    /// The partner's Entra tenant, when the event names it (else found from its first
+    /// domain, for trust only).
+    pub tenant_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +120,10 @@ impl PartnerSigned {
             delivery: data.opt_delivery("delivery")?,
             message: data.opt_message("message")?,
             redirect_url: data.opt_https_url("redirectUrl")?,
+            trust: match data.get("trust") {
+                None | Some(Value::Null) => None,
+                Some(_) => Some(TrustRequest::parse(&data.object("trust")?)?),
+            },
         })
     }
 }
@@ -156,10 +166,15 @@ fn parse_partner(p: &Obj<'_>) -> Result<Partner, EventError> {
             domains.push(domain);
         }
     }
+    let tenant_id = match p.opt_string("tenantId")? {
+        Some(t) => Some(guid(t, &p.path("tenantId"))?),
+        None => None,
+    };
     Ok(Partner {
         id: id.to_string(),
         name,
         domains,
+        tenant_id,
     })
 }
 

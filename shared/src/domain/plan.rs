@@ -145,6 +145,7 @@ fn merged_partner(
             inviters: Vec::new(),
             access: Access::default(),
             sponsors: Vec::new(),
+            trust: None,
             updated_at: now,
         },
     };
@@ -426,6 +427,7 @@ mod tests {
             }],
             access,
             sponsors: vec!["PAT@contoso.com".into(), "lee@contoso.com".into()],
+            trust: None,
             updated_at: datetime!(2025-01-01 0:00 UTC),
         };
         let mut ev = litware();
@@ -540,6 +542,7 @@ mod tests {
             inviters: vec![],
             access,
             sponsors: sponsors.iter().map(|s| s.to_string()).collect(),
+            trust: None,
             updated_at: NOW,
         }
     }

@@ -267,6 +267,7 @@ mod tests {
                 .collect(),
             access,
             sponsors: vec![],
+            trust: None,
             updated_at: OffsetDateTime::UNIX_EPOCH,
         }
     }

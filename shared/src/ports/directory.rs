@@ -1,5 +1,6 @@
 //! The directory port: the subset of Microsoft Graph the product needs.
 
+use crate::domain::trust::{CrossTenantPartner, TrustSettings};
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
@@ -315,6 +316,13 @@ pub struct AppRoleRef {
     pub app_role_id: String,
 }
 
+/// A tenant as `findTenantInformationByDomainName` answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantInfo {
+    pub tenant_id: String,
+    pub display_name: Option<String>,
+}
+
 /// Whether a write changed anything. "Already there" is success, not an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -378,6 +386,30 @@ pub trait Directory: Send + Sync {
     async fn delete_user(&self, user_id: &str) -> Result<(), DirectoryError>;
     /// The tenant's verified domains, lower-case.
     async fn verified_domains(&self) -> Result<Vec<String>, DirectoryError>;
+
+    /// The Entra tenant a domain belongs to; `None` when it has none (personal or unmanaged).
+    async fn find_tenant_by_domain(
+        &self,
+        domain: &str,
+    ) -> Result<Option<TenantInfo>, DirectoryError>;
+    /// Our cross-tenant access settings for a partner tenant; `None` when it has no
+    /// configuration of its own (the defaults apply).
+    async fn cross_tenant_partner(
+        &self,
+        tenant_id: &str,
+    ) -> Result<Option<CrossTenantPartner>, DirectoryError>;
+    /// Creates the partner configuration with `settings`; `AlreadyPresent` when one exists.
+    async fn create_cross_tenant_partner(
+        &self,
+        tenant_id: &str,
+        settings: &TrustSettings,
+    ) -> Result<Applied, DirectoryError>;
+    /// Sets the settings given (`Some`) on the existing configuration; the rest stay.
+    async fn update_cross_tenant_partner(
+        &self,
+        tenant_id: &str,
+        settings: &TrustSettings,
+    ) -> Result<(), DirectoryError>;
     /// When the unit of work this directory serves must be done; `None` when unbounded.
     fn deadline(&self) -> Option<tokio::time::Instant> {
         None

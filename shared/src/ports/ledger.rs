@@ -9,6 +9,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::domain::access::Access;
+use crate::domain::trust::TrustState;
 use crate::error::{Classify, FailureClass};
 use crate::ports::directory::Delivery;
 
@@ -138,6 +139,9 @@ pub struct EventRecord {
     pub actor: Option<String>,
     #[serde(default)]
     pub outcomes: Vec<InviteeOutcome>,
+    /// What became of the partner trust the event asked for (`partner.signed` `trust`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<TrustState>,
     #[serde(with = "time::serde::rfc3339")]
     pub recorded_at: OffsetDateTime,
 }
@@ -167,6 +171,10 @@ pub struct PartnerRecord {
     /// Internal sponsors (object ids or UPNs) from the contract.
     #[serde(default)]
     pub sponsors: Vec<String>,
+    /// The partner tenant's trust in our cross-tenant access settings: what we set and what
+    /// it was before, so the end of the contract can put it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<TrustState>,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
 }

@@ -11,9 +11,10 @@ use tokio::time::Instant;
 use super::client::{Call, GraphDirectory, decode};
 use super::odata::{encode, literal, query, user_by_email_filter};
 use super::wire::{self, Page};
+use crate::domain::trust::{CrossTenantPartner, TrustSettings};
 use crate::ports::directory::{
     AppRoleRef, Applied, Directory, DirectoryError, DirectoryUser, GROUP_BATCH, Group, GuestPage,
-    Invitation, InvitationRequest, UserPatch, add_one_by_one, ensure_assignable,
+    Invitation, InvitationRequest, TenantInfo, UserPatch, add_one_by_one, ensure_assignable,
 };
 
 /// Only what the product reads: `$select` keeps answers (and request units) small.
@@ -340,6 +341,36 @@ impl Directory for GraphDirectory {
             ))
             .await?;
         Ok(page.is_some_and(|p| !p.value.is_empty()))
+    }
+
+    async fn find_tenant_by_domain(
+        &self,
+        domain: &str,
+    ) -> Result<Option<TenantInfo>, DirectoryError> {
+        self.tenant_by_domain(domain).await
+    }
+
+    async fn cross_tenant_partner(
+        &self,
+        tenant_id: &str,
+    ) -> Result<Option<CrossTenantPartner>, DirectoryError> {
+        self.partner_trust(tenant_id).await
+    }
+
+    async fn create_cross_tenant_partner(
+        &self,
+        tenant_id: &str,
+        settings: &TrustSettings,
+    ) -> Result<Applied, DirectoryError> {
+        self.create_partner_trust(tenant_id, settings).await
+    }
+
+    async fn update_cross_tenant_partner(
+        &self,
+        tenant_id: &str,
+        settings: &TrustSettings,
+    ) -> Result<(), DirectoryError> {
+        self.update_partner_trust(tenant_id, settings).await
     }
 
     async fn add_sponsor(

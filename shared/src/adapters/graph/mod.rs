@@ -2,6 +2,7 @@
 
 mod client;
 mod credential;
+mod cross_tenant;
 mod directory;
 pub mod limiter;
 pub mod odata;
