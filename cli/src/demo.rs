@@ -1,6 +1,7 @@
 //! `demo`: a guided run of the functions against a fresh dev tenant, through the same
 //! handler code the Lambda binaries serve, fed the AWS-shaped payloads Lambda would hand them.
 
+use b2b::domain::trust::TrustState;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -358,6 +359,19 @@ impl Demo {
                 self.scrub(record.reason.as_deref().unwrap_or("no reason"))
             );
         }
+        match &record.trust {
+            Some(TrustState::Trusted { tenant_id, set, .. }) => println!(
+                "   tenant {tenant_id} trusted in our cross-tenant access settings: \
+                 automatic redemption {}, MFA {}, compliant devices {}",
+                on(set.automatic_redemption),
+                on(set.mfa_accepted),
+                on(set.compliant_device_accepted)
+            ),
+            Some(TrustState::NotSet { reason, .. }) => {
+                println!("   tenant trust not set: {}", self.scrub(reason));
+            }
+            None => {}
+        }
         for o in &record.outcomes {
             let result = match o.result {
                 InviteeResult::Invited => "invited",
@@ -463,7 +477,8 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
 
     demo.heading(
-        "Litware signs a partnership contract (the contract system queues partner.signed)",
+        "Litware signs a partnership contract and asks us to trust its Entra tenant \
+         (the contract system queues partner.signed)",
     );
     let litware = cloud_event(
         "partner.signed",
@@ -480,7 +495,8 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
                 "appRoles": [{ "resourceId": demo.seeded.portal_id, "appRoleId": demo.seeded.role("Portal.Reader")? }]
             },
             "sponsors": ["megan.bowen@contoso.com"],
-            "delivery": "own"
+            "delivery": "own",
+            "trust": { "automaticRedemption": true, "mfa": true }
         }),
     );
     demo.send(litware.clone(), "sqs").await?;
@@ -637,4 +653,12 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
         print!("{}", recorder.render());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A trust setting as the demo tells it: what this event set.
+fn on(setting: Option<bool>) -> &'static str {
+    match setting {
+        Some(true) => "on",
+        _ => "unchanged",
+    }
 }

@@ -558,6 +558,7 @@ impl Importer<'_> {
             partner_name,
             inviter_name: None,
             progress: None,
+            trust_tenant_id: None,
         }
         .run(&plan)
         .await?;

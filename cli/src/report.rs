@@ -9,8 +9,9 @@ use anyhow::Context as _;
 use b2b::app::runtime::Runtime;
 use b2b::config::parse_duration;
 use b2b::domain::email::mask;
+use b2b::domain::trust::TrustState;
 use b2b::ports::directory::DirectoryUser;
-use b2b::ports::ledger::{GuestRecord, Origin};
+use b2b::ports::ledger::{GuestRecord, Origin, PartnerRecord};
 use clap::Args;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use futures::{StreamExt, TryStreamExt};
@@ -50,6 +51,9 @@ pub struct ReportArgs {
     /// Leave out group memberships (saves one Graph read per assigned group).
     #[arg(long)]
     no_groups: bool,
+    /// List the registered partners and the trust of their tenants instead of guests.
+    #[arg(long, conflicts_with_all = ["state", "partner", "older_than", "no_groups"])]
+    partners: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -320,6 +324,11 @@ pub fn render(rows: &[GuestRow], format: Format, show_addresses: bool) -> anyhow
 pub async fn run(global: &Global, args: ReportArgs) -> anyhow::Result<ExitCode> {
     let ctx = Context::open(global, LocalOptions::default()).await?;
     let runtime = Runtime::from_env("report", &ctx.env).await?;
+    if args.partners {
+        let partners = runtime.ledger.partners().await?;
+        render_partners(&partners, args.format)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let rows = collect_with(&ctx, &runtime, !args.no_groups).await?;
     let filter = Filter {
         state: args.state,
@@ -330,6 +339,98 @@ pub async fn run(global: &Global, args: ReportArgs) -> anyhow::Result<ExitCode> 
     let rows: Vec<GuestRow> = rows.into_iter().filter(|r| filter.keeps(r)).collect();
     render(&rows, args.format, args.show_addresses)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// One registered partner in the report.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PartnerRow<'a> {
+    id: &'a str,
+    name: &'a str,
+    domains: &'a [String],
+    inviters: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trust: Option<&'a TrustState>,
+}
+
+/// What a partner's trust says in one line.
+fn trust_text(trust: Option<&TrustState>) -> String {
+    match trust {
+        None => "-".into(),
+        Some(TrustState::NotSet { tenant_id, reason }) => match tenant_id {
+            Some(t) => format!("not set for tenant {t}: {reason}"),
+            None => format!("not set: {reason}"),
+        },
+        Some(TrustState::Trusted { tenant_id, set, .. }) => {
+            let mut what = Vec::new();
+            if set.automatic_redemption == Some(true) {
+                what.push("automatic redemption");
+            }
+            if set.mfa_accepted == Some(true) {
+                what.push("MFA");
+            }
+            if set.compliant_device_accepted == Some(true) {
+                what.push("compliant devices");
+            }
+            if what.is_empty() {
+                format!("tenant {tenant_id}: as asked already (nothing set by us)")
+            } else {
+                format!("tenant {tenant_id}: {} (set by us)", what.join(", "))
+            }
+        }
+    }
+}
+
+fn render_partners(partners: &[PartnerRecord], format: Format) -> anyhow::Result<()> {
+    let rows: Vec<PartnerRow<'_>> = partners
+        .iter()
+        .map(|p| PartnerRow {
+            id: &p.id,
+            name: &p.name,
+            domains: &p.domains,
+            inviters: p.inviters.len(),
+            trust: p.trust.as_ref(),
+        })
+        .collect();
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(std::io::stdout());
+            w.write_record(["id", "name", "domains", "inviters", "trust"])?;
+            for r in &rows {
+                w.write_record([
+                    r.id.to_string(),
+                    r.name.to_string(),
+                    r.domains.join(";"),
+                    r.inviters.to_string(),
+                    trust_text(r.trust),
+                ])?;
+            }
+            w.flush()?;
+        }
+        Format::Table => {
+            let mut table = Table::new();
+            table.load_preset(UTF8_FULL_CONDENSED).set_header([
+                "partner",
+                "name",
+                "domains",
+                "inviters",
+                "tenant trust",
+            ]);
+            for r in &rows {
+                table.add_row([
+                    r.id.to_string(),
+                    r.name.to_string(),
+                    r.domains.join(", "),
+                    r.inviters.to_string(),
+                    trust_text(r.trust),
+                ]);
+            }
+            println!("{table}");
+            println!("{} partners", rows.len());
+        }
+    }
+    Ok(())
 }
 
 /// [`collect`], with group memberships read through the command's credentials.

@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::cross_tenant::CrossTenant;
 use crate::error::{GraphError, GraphResult};
 use crate::filter::{Expr, Field, Filterable, Literal};
 use crate::model::*;
@@ -84,6 +85,8 @@ pub const APP_PERMISSIONS: &[&str] = &[
     "Application.Read.All",
     "RoleManagement.ReadWrite.Directory",
     "Directory.Read.All",
+    "CrossTenantInformation.ReadBasic.All",
+    "Policy.ReadWrite.CrossTenantAccess",
 ];
 
 /// The persisted form of the directory (state.json).
@@ -105,6 +108,9 @@ pub struct Snapshot {
     pub domains: Vec<Domain>,
     pub sent_mail: Vec<SentMail>,
     pub redeem_codes: HashMap<String, String>,
+    /// Absent from state written before cross-tenant access was emulated.
+    #[serde(default)]
+    pub cross_tenant: CrossTenant,
 }
 
 pub struct Directory {
@@ -126,6 +132,7 @@ pub struct Directory {
     pub sent_mail: Vec<SentMail>,
     /// Opaque `rd` value of each redeem URL -> the invited user.
     pub redeem_codes: HashMap<String, String>,
+    pub cross_tenant: CrossTenant,
 }
 
 pub fn new_id() -> String {
@@ -289,6 +296,7 @@ impl Directory {
             domains: Vec::new(),
             sent_mail: Vec::new(),
             redeem_codes: HashMap::new(),
+            cross_tenant: CrossTenant::default(),
         }
     }
 
@@ -305,6 +313,7 @@ impl Directory {
         d.domains = s.domains;
         d.sent_mail = s.sent_mail;
         d.redeem_codes = s.redeem_codes;
+        d.cross_tenant = s.cross_tenant;
         d
     }
 
@@ -323,6 +332,7 @@ impl Directory {
             domains: self.domains.clone(),
             sent_mail: self.sent_mail.clone(),
             redeem_codes: self.redeem_codes.clone(),
+            cross_tenant: self.cross_tenant.clone(),
         }
     }
 

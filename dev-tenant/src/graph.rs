@@ -18,7 +18,7 @@ use crate::model::*;
 use crate::realities;
 use crate::server::{decode_component, graph_time};
 
-const METADATA: &str = "https://graph.microsoft.com/v1.0/$metadata";
+pub(crate) const METADATA: &str = "https://graph.microsoft.com/v1.0/$metadata";
 
 pub(crate) fn router() -> Router<Arc<Inner>> {
     Router::new()
@@ -53,6 +53,7 @@ pub(crate) fn router() -> Router<Arc<Inner>> {
             get(list_role_assignments).post(assign_role),
         )
         .route("/domains", get(domains))
+        .merge(crate::cross_tenant::routes())
         .fallback(unknown_segment)
 }
 
@@ -221,7 +222,7 @@ fn filter_error(e: FilterError) -> GraphError {
     }
 }
 
-fn collection(
+pub(crate) fn collection(
     context: String,
     values: Vec<Value>,
     next: Option<String>,
@@ -239,7 +240,7 @@ fn collection(
     Json(Value::Object(m)).into_response()
 }
 
-fn json_body(body: &[u8]) -> GraphResult<Map<String, Value>> {
+pub(crate) fn json_body(body: &[u8]) -> GraphResult<Map<String, Value>> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(GraphError::invalid(
             "Write requests (excluding DELETE) must contain the Content-Type header declaration.",

@@ -4,6 +4,7 @@
 //! See README.md for the `/_dev` control routes and the known differences from Graph.
 
 mod control;
+mod cross_tenant;
 mod crypto;
 mod devapi;
 mod directory;
@@ -27,6 +28,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use control::{Control, Fault, FaultKind, FaultMatcher, RequestLogEntry, WriteLimit};
+pub use cross_tenant::{FABRIKAM_TENANT_ID, LITWARE_TENANT_ID};
 pub use directory::{API_APP_ID_URI, API_CLIENT_ID, FederatedKey};
 pub use mint::{MintToken, TokenKind, TokenVersion};
 pub use model::*;
@@ -42,7 +44,8 @@ pub enum Seed {
     /// Only the initial domain and the app the tenant issues tokens to.
     #[default]
     Empty,
-    /// Adds contoso.com, a few members, groups (one dynamic, one synced) and an app with roles.
+    /// Adds contoso.com, a few members, groups (one dynamic, one synced), an app with roles,
+    /// and the tenants of litware.com and fabrikam.com for the lookup by domain.
     Demo,
 }
 
@@ -117,6 +120,7 @@ fn seed_directory(seed: Seed, now: time::OffsetDateTime) -> Directory {
     dir.app.service_principal_id = sp.id;
 
     if seed == Seed::Demo {
+        crate::cross_tenant::seed_demo(&mut dir);
         dir.add_domain("contoso.com", true);
         dir.make_default_domain("contoso.com");
         let people = [

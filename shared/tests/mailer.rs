@@ -155,6 +155,7 @@ async fn mailer_outbox_carries_a_rendered_invitation() {
                 inviter_name: Some("Jörg Weiß".into()),
                 organisation: "Contoso".into(),
                 message: None,
+                trust_tenant_id: None,
             },
         )
         .unwrap();

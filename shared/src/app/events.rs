@@ -274,6 +274,12 @@ impl EventWork<'_> {
             partner_name,
             inviter_name: None,
             progress: rt.progress.as_deref(),
+            trust_tenant_id: plan
+                .partner
+                .as_ref()
+                .and_then(|p| p.trust.as_ref())
+                .is_some_and(TrustState::redemption_trusted)
+                .then_some(rt.tenant_id.as_str()),
         }
         .run(plan)
         .await

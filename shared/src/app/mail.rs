@@ -16,6 +16,8 @@ pub struct InvitationMail<'a> {
     pub partner_name: Option<&'a str>,
     pub inviter_name: Option<&'a str>,
     pub message: Option<&'a str>,
+    /// Our tenant id, for an inviter of a partner we trust with automatic redemption.
+    pub trust_tenant_id: Option<&'a str>,
 }
 
 pub struct MailSender {
@@ -52,6 +54,7 @@ impl MailSender {
             inviter_name: mail.inviter_name.map(String::from),
             organisation: self.organisation.clone(),
             message: mail.message.map(String::from),
+            trust_tenant_id: mail.trust_tenant_id.map(String::from),
         };
         let rendered = self
             .templates

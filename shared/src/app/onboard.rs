@@ -47,6 +47,9 @@ pub struct Onboarding<'a> {
     pub inviter_name: Option<String>,
     /// Told how many invitees there are and as each is done (the CLI's progress bar).
     pub progress: Option<&'a dyn Progress>,
+    /// Our tenant id when the partner's tenant is trusted with automatic redemption: the
+    /// emails of its inviters tell their administrator to allow it on their side.
+    pub trust_tenant_id: Option<&'a str>,
 }
 
 impl Onboarding<'_> {
@@ -508,6 +511,7 @@ impl Run<'_, '_> {
                 partner_name: o.partner_name.as_deref(),
                 inviter_name: o.inviter_name.as_deref(),
                 message: p.message.as_deref(),
+                trust_tenant_id: o.trust_tenant_id.filter(|_| p.guest_inviter),
             })
             .await?;
         let mut mailed = record.clone();

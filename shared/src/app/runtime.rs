@@ -53,6 +53,8 @@ pub struct Runtime {
     pub queue: Option<Arc<dyn WorkQueue>>,
     /// `GRAPH_MAX_WRITES_PER_SECOND`: what sizes inline work and parts.
     pub writes_per_second: u32,
+    /// `AZURE_TENANT_ID`: ours, named to trusted partners.
+    pub tenant_id: String,
     /// Told how far each unit got; `None` in Lambda.
     pub progress: Option<Arc<dyn Progress>>,
     /// Loaded only when an AWS service is configured.
@@ -134,6 +136,7 @@ impl Runtime {
             queue,
             writes_per_second: azure.max_writes_per_second,
             progress: None,
+            tenant_id: azure.tenant_id.clone(),
             aws,
         })
     }

@@ -534,6 +534,7 @@ impl SelfService<'_> {
             partner_name: Some(partner.name.clone()),
             inviter_name,
             progress: rt.progress.as_deref(),
+            trust_tenant_id: None,
         }
     }
 

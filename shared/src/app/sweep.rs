@@ -725,6 +725,7 @@ impl Sweep<'_> {
                     partner_name: partner.as_deref(),
                     inviter_name: None,
                     message: None,
+                    trust_tenant_id: None,
                 })
                 .await
             {

@@ -73,8 +73,7 @@ pub async fn establish(
                 if let Err(reason) = refusal(
                     directory
                         .update_cross_tenant_partner(&tenant_id, &settings)
-                        .await
-                        .map(|()| ()),
+                        .await,
                 )? {
                     return Ok(not_set(Some(&tenant_id), reason));
                 }

@@ -124,6 +124,14 @@ pub enum TrustState {
     },
 }
 
+impl TrustState {
+    /// Whether the partner's users are redeemed automatically here (by us or before us).
+    pub fn redemption_trusted(&self) -> bool {
+        matches!(self, TrustState::Trusted { set, before, .. }
+            if set.automatic_redemption == Some(true) || before.automatic_redemption == Some(true))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,6 +26,7 @@ pub const VARIABLES: &[&str] = &[
     "inviter_name",
     "organisation",
     "message",
+    "trust_tenant_id",
 ];
 
 /// The language used when a requested one has no templates.
@@ -93,7 +94,7 @@ pub enum TemplateError {
     Syntax { file: String, message: String },
     #[error(
         "{file}: unknown variable '{variable}' (known: guest_name, guest_email, redeem_url, \
-         partner_name, inviter_name, organisation, message)"
+         partner_name, inviter_name, organisation, message, trust_tenant_id)"
     )]
     UnknownVariable { file: String, variable: String },
     #[error("{file}: {message}")]
@@ -125,6 +126,9 @@ pub struct InvitationVars {
     /// The inviting organisation (the tenant's display name).
     pub organisation: String,
     pub message: Option<String>,
+    /// Our tenant id, in the emails of a trusted partner's inviters: their administrator
+    /// allows outbound automatic redemption for it.
+    pub trust_tenant_id: Option<String>,
 }
 
 impl std::fmt::Debug for InvitationVars {
@@ -393,6 +397,7 @@ fn sample(with_optional: bool) -> InvitationVars {
         inviter_name: some("Kim Wu"),
         organisation: "Contoso".into(),
         message: some("Welcome aboard <3"),
+        trust_tenant_id: some("00000000-0000-4000-8000-000000000001"),
     }
 }
 
@@ -458,6 +463,7 @@ mod tests {
             redeem_url: "https://login.microsoftonline.com/redeem?rd=abc&tenant=t".into(),
             partner_name: Some("Litware".into()),
             inviter_name: Some("Sam Lee".into()),
+            trust_tenant_id: None,
             organisation: "Contoso".into(),
             message: Some("See you\n<b>soon</b>".into()),
         }
