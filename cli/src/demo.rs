@@ -377,6 +377,7 @@ impl Demo {
                 InviteeResult::Invited => "invited",
                 InviteeResult::Existed => "already a guest",
                 InviteeResult::Rejected => "refused",
+                InviteeResult::Ended => "access ended",
             };
             let granted: Vec<String> = o
                 .granted

@@ -3,7 +3,7 @@
 //! plan is the one a real run would carry out now.
 
 use b2b::domain::trust::{CrossTenantPartner, TrustSettings};
-use b2b::ports::directory::TenantInfo;
+use b2b::ports::directory::{Removed, TenantInfo};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,8 +18,8 @@ use b2b::ports::directory::{
     InvitationRequest, UserPatch, ensure_assignable,
 };
 use b2b::ports::ledger::{
-    Checkpoint, Circuit, Claim, EventKey, EventRecord, GuestRecord, Ledger, LedgerError,
-    PartnerRecord,
+    Checkpoint, Circuit, Claim, EndRecord, EventKey, EventRecord, GuestRecord, Ledger, LedgerError,
+    PartnerRecord, SourceGrants,
 };
 use b2b::ports::mailer::{Mail, Mailer, MailerError};
 use futures::stream::BoxStream;
@@ -314,6 +314,45 @@ impl Directory for RecordingDirectory {
         Ok(Applied::Done)
     }
 
+    async fn remove_group_member(
+        &self,
+        group_id: &str,
+        user_id: &str,
+    ) -> Result<Removed, DirectoryError> {
+        self.recorder.record(
+            "DELETE",
+            format!("/groups/{group_id}/members/{user_id}/$ref"),
+            Value::Null,
+        );
+        Ok(Removed::Done)
+    }
+
+    async fn remove_app_role(
+        &self,
+        user_id: &str,
+        role: &AppRoleRef,
+    ) -> Result<Removed, DirectoryError> {
+        self.recorder.record(
+            "DELETE",
+            format!("/users/{user_id}/appRoleAssignments"),
+            json!({ "resourceId": role.resource_id, "appRoleId": role.app_role_id }),
+        );
+        Ok(Removed::Done)
+    }
+
+    async fn remove_directory_role(
+        &self,
+        user_id: &str,
+        role_template_id: &str,
+    ) -> Result<Removed, DirectoryError> {
+        self.recorder.record(
+            "DELETE",
+            "/roleManagement/directory/roleAssignments".into(),
+            json!({ "principalId": user_id, "roleDefinitionId": role_template_id }),
+        );
+        Ok(Removed::Done)
+    }
+
     async fn disable_user(&self, user_id: &str) -> Result<(), DirectoryError> {
         self.recorder.record(
             "PATCH",
@@ -582,6 +621,38 @@ impl Ledger for OverlayLedger {
             );
         }
         Ok(steps)
+    }
+
+    // What a dry run would grant or take away is in its planned writes; the real ledger's
+    // record of grants and ends is only read.
+    async fn record_grant(
+        &self,
+        _source: &str,
+        _email: &str,
+        _user_id: &str,
+        _grant: &str,
+    ) -> Result<(), LedgerError> {
+        Ok(())
+    }
+
+    async fn grants_of(&self, email: &str) -> Result<Vec<SourceGrants>, LedgerError> {
+        self.inner.grants_of(email).await
+    }
+
+    async fn granted_by(&self, source: &str) -> Result<Vec<SourceGrants>, LedgerError> {
+        self.inner.granted_by(source).await
+    }
+
+    async fn forget_grants(&self, _source: &str, _email: &str) -> Result<(), LedgerError> {
+        Ok(())
+    }
+
+    async fn put_end(&self, _end: &EndRecord) -> Result<(), LedgerError> {
+        Ok(())
+    }
+
+    async fn ends(&self) -> Result<Vec<EndRecord>, LedgerError> {
+        self.inner.ends().await
     }
 
     async fn record_part_done(&self, event: &EventKey, part: u32) -> Result<usize, LedgerError> {

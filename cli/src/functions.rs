@@ -28,6 +28,7 @@ pub enum Function {
     HrRecordAdded,
     GuestInviterRequest,
     ResendStale,
+    GuestOffboard,
 }
 
 impl Function {
@@ -37,6 +38,7 @@ impl Function {
             Function::HrRecordAdded => "hr-record-added",
             Function::GuestInviterRequest => "guest-inviter-request",
             Function::ResendStale => "resend-stale",
+            Function::GuestOffboard => "guest-offboard",
         }
     }
 
@@ -46,13 +48,21 @@ impl Function {
             t if t == b2b::domain::partner::EVENT_TYPE => Some(Function::PartnerSigned),
             t if t == b2b::domain::hr::EVENT_TYPE => Some(Function::HrRecordAdded),
             t if t == b2b::domain::request::EVENT_TYPE => Some(Function::GuestInviterRequest),
+            t if t == b2b::domain::offboard::PARTNER_ENDED
+                || t == b2b::domain::offboard::HR_RECORD_ENDED =>
+            {
+                Some(Function::GuestOffboard)
+            }
             _ => None,
         }
     }
 
     /// Whether its events normally arrive through a queue (else a webhook).
     pub fn queue_first(self) -> bool {
-        matches!(self, Function::PartnerSigned | Function::HrRecordAdded)
+        matches!(
+            self,
+            Function::PartnerSigned | Function::HrRecordAdded | Function::GuestOffboard
+        )
     }
 }
 
@@ -100,9 +110,16 @@ pub async fn build_with(
 ) -> anyhow::Result<Built> {
     let start = |f: Function| format!("starting {}", f.name());
     match function {
-        Function::PartnerSigned | Function::HrRecordAdded => {
+        Function::PartnerSigned | Function::HrRecordAdded | Function::GuestOffboard => {
             let (accepts, webhooks): (&'static [&'static str], bool) = match function {
                 Function::PartnerSigned => (&[b2b::domain::partner::EVENT_TYPE], true),
+                Function::GuestOffboard => (
+                    &[
+                        b2b::domain::offboard::PARTNER_ENDED,
+                        b2b::domain::offboard::HR_RECORD_ENDED,
+                    ],
+                    true,
+                ),
                 _ => (&[b2b::domain::hr::EVENT_TYPE], false),
             };
             let mut handler = EventFunction::from_env(function.name(), accepts, webhooks, &ctx.env)

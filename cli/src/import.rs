@@ -547,6 +547,7 @@ impl Importer<'_> {
         };
         let directory = rt.directory(Instant::now() + ROW_TIME);
         let unit = row.key();
+        let source = format!("import:{}", self.origin);
         let mut outcomes = Onboarding {
             directory: directory.as_ref(),
             ledger: rt.ledger.as_ref(),
@@ -559,6 +560,7 @@ impl Importer<'_> {
             inviter_name: None,
             progress: None,
             trust_tenant_id: None,
+            grant_source: Some(&source),
         }
         .run(&plan)
         .await?;
@@ -728,6 +730,7 @@ fn write_results(
                     InviteeResult::Invited => "invited",
                     InviteeResult::Existed => "already in the tenant",
                     InviteeResult::Rejected => "rejected",
+                    InviteeResult::Ended => "access ended",
                 },
                 user_id.clone().unwrap_or_default(),
                 problems.clone().unwrap_or_default(),

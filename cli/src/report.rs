@@ -11,7 +11,7 @@ use b2b::config::parse_duration;
 use b2b::domain::email::mask;
 use b2b::domain::trust::TrustState;
 use b2b::ports::directory::DirectoryUser;
-use b2b::ports::ledger::{GuestRecord, Origin, PartnerRecord};
+use b2b::ports::ledger::{GuestEnded, GuestRecord, Origin, PartnerRecord};
 use clap::Args;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use futures::{StreamExt, TryStreamExt};
@@ -106,6 +106,9 @@ pub struct GuestRow {
     pub groups: Vec<String>,
     /// This product invited the guest (the ledger has a record of it).
     pub managed: bool,
+    /// What the end of a contract or an assignment took away from the guest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended: Option<GuestEnded>,
 }
 
 fn origin_text(origin: &Origin) -> String {
@@ -171,6 +174,7 @@ pub async fn collect(runtime: &Runtime) -> anyhow::Result<Vec<GuestRow>> {
             last_reminded_at: record.last_reminded_at,
             user_id: record.user_id,
             managed: true,
+            ended: record.ended,
         });
     }
     for user in pending.into_values() {
@@ -190,6 +194,7 @@ pub async fn collect(runtime: &Runtime) -> anyhow::Result<Vec<GuestRow>> {
             last_reminded_at: None,
             user_id: user.id,
             managed: false,
+            ended: None,
         });
     }
     rows.sort_by(|a, b| {
@@ -261,6 +266,8 @@ pub fn render(rows: &[GuestRow], format: Format, show_addresses: bool) -> anyhow
                 "invitedAt",
                 "lastRemindedAt",
                 "groups",
+                "endedAt",
+                "removed",
             ])?;
             for r in &shown {
                 let rfc = |t: Option<OffsetDateTime>| {
@@ -276,6 +283,11 @@ pub fn render(rows: &[GuestRow], format: Format, show_addresses: bool) -> anyhow
                     rfc(r.invited_at),
                     rfc(r.last_reminded_at),
                     r.groups.join(";"),
+                    rfc(r.ended.as_ref().and_then(|e| e.at)),
+                    r.ended
+                        .as_ref()
+                        .map(|e| e.removed.join(";"))
+                        .unwrap_or_default(),
                 ])?;
             }
             w.flush()?;
@@ -290,6 +302,7 @@ pub fn render(rows: &[GuestRow], format: Format, show_addresses: bool) -> anyhow
                 "reminders",
                 "invited",
                 "groups",
+                "ended",
             ]);
             for r in &shown {
                 table.add_row([
@@ -303,6 +316,10 @@ pub fn render(rows: &[GuestRow], format: Format, show_addresses: bool) -> anyhow
                         "-".into()
                     } else {
                         r.groups.join(", ")
+                    },
+                    match &r.ended {
+                        Some(e) => format!("{}: {} taken away", time_text(e.at), e.removed.len()),
+                        None => "-".into(),
                     },
                 ]);
             }

@@ -195,7 +195,9 @@ pub fn payload_for(
                 && ctx.signing_secret().is_some()
                 && matches!(
                     function,
-                    Function::PartnerSigned | Function::GuestInviterRequest
+                    Function::PartnerSigned
+                        | Function::GuestInviterRequest
+                        | Function::GuestOffboard
                 )
             {
                 let body = aws::request_body(&p)
@@ -227,7 +229,8 @@ pub async fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
         (Some(f), _) | (None, Some(f)) => f,
         (None, None) => bail!(
             "cannot tell which function takes this input: its type is not one of \
-             partner.signed, hr.record.added, guest.invite.requested; name one with --function"
+             partner.signed, hr.record.added, guest.invite.requested, partner.ended, \
+             hr.record.ended; name one with --function"
         ),
     };
     let ctx = Context::open(global, LocalOptions::default()).await?;

@@ -54,6 +54,7 @@ pub(crate) fn router() -> Router<Arc<Inner>> {
         )
         .route("/domains", get(domains))
         .merge(crate::cross_tenant::routes())
+        .merge(crate::removals::routes())
         .fallback(unknown_segment)
 }
 
@@ -1005,7 +1006,7 @@ fn render_sp(s: &ServicePrincipal) -> Value {
     })
 }
 
-fn render_assignment(a: &AppRoleAssignment) -> Value {
+pub(crate) fn render_assignment(a: &AppRoleAssignment) -> Value {
     json!({
         "id": a.id,
         "deletedDateTime": null,

@@ -14,6 +14,7 @@ mod graph;
 mod mint;
 mod model;
 mod realities;
+mod removals;
 mod server;
 mod token;
 

@@ -56,6 +56,8 @@ pub const VARIABLES: &[&str] = &[
     "DRY_RUN",
     "GRAPH_MAX_WRITES_PER_SECOND",
     "WORK_QUEUE_URL",
+    "HR_END_ACTION",
+    "OFFBOARD_MAX_PER_RUN",
 ];
 
 fn work_queue_url(env: &dyn Env) -> Result<Option<String>, ConfigError> {
@@ -332,6 +334,8 @@ pub struct Settings {
     /// `WORK_QUEUE_URL`: the function's own queue for the parts of large units; without it
     /// every unit is done in the invocation that receives it.
     pub work_queue: Option<String>,
+    /// `HR_END_ACTION`: what the `endDate` of an HR record does when it comes.
+    pub hr_end_action: crate::domain::offboard::EndAction,
 }
 
 impl Settings {
@@ -366,6 +370,16 @@ impl Settings {
             },
             access_rules,
             work_queue: work_queue_url(env)?,
+            hr_end_action: match env.var("HR_END_ACTION") {
+                None => crate::domain::offboard::EndAction::Disable,
+                Some(name) => crate::domain::offboard::EndAction::from_name(name.trim())
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            "HR_END_ACTION",
+                            format!("'{name}': expected revoke, disable or delete"),
+                        )
+                    })?,
+            },
         })
     }
 }
@@ -397,6 +411,8 @@ pub struct SweepConfig {
     pub expire_max_per_run: u32,
     pub scope: Scope,
     pub dry_run: bool,
+    /// `OFFBOARD_MAX_PER_RUN`: guests one run may end (a brake on a mistaken end).
+    pub offboard_max_per_run: u32,
 }
 
 impl SweepConfig {
@@ -424,6 +440,7 @@ impl SweepConfig {
             max_reminders: parse_or(env, "MAX_REMINDERS", 2u32)?,
             expire,
             expire_max_per_run: parse_or(env, "EXPIRE_MAX_PER_RUN", 50u32)?,
+            offboard_max_per_run: parse_or(env, "OFFBOARD_MAX_PER_RUN", 200u32)?,
             scope: match env.var("SCOPE").as_deref() {
                 Some("managed") | None => Scope::Managed,
                 Some("all") => Scope::All,

@@ -77,6 +77,7 @@ fn guest(email: &str, reminders: u32) -> GuestRecord {
         state: GuestState::Pending,
         mailed_at: Some(T0),
         missing_since: None,
+        ended: None,
     }
 }
 
@@ -95,6 +96,7 @@ fn partner(id: &str, name: &str) -> PartnerRecord {
         sponsors: vec!["sponsor@contoso.com".into()],
         trust: None,
         updated_at: T0,
+        ended_at: None,
     }
 }
 

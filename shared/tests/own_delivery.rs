@@ -11,8 +11,8 @@ use b2b::app::circuit::CircuitGate;
 use b2b::app::events::{EventWork, Processed};
 use b2b::app::runtime::Runtime;
 use b2b::ports::ledger::{
-    Checkpoint, Circuit, Claim, EventKey, EventRecord, GuestRecord, GuestState, Ledger,
-    LedgerError, PartnerRecord,
+    Checkpoint, Circuit, Claim, EndRecord, EventKey, EventRecord, GuestRecord, GuestState, Ledger,
+    LedgerError, PartnerRecord, SourceGrants,
 };
 use b2b_dev_tenant::{DevTenant, DevTenantOptions, Seed, WriteLimit};
 use serde_json::json;
@@ -112,6 +112,30 @@ impl Ledger for FailsAfterInvitation {
     }
     async fn record_part_done(&self, event: &EventKey, part: u32) -> Result<usize, LedgerError> {
         self.inner.record_part_done(event, part).await
+    }
+    async fn record_grant(
+        &self,
+        source: &str,
+        email: &str,
+        user_id: &str,
+        grant: &str,
+    ) -> Result<(), LedgerError> {
+        self.inner.record_grant(source, email, user_id, grant).await
+    }
+    async fn grants_of(&self, email: &str) -> Result<Vec<SourceGrants>, LedgerError> {
+        self.inner.grants_of(email).await
+    }
+    async fn granted_by(&self, source: &str) -> Result<Vec<SourceGrants>, LedgerError> {
+        self.inner.granted_by(source).await
+    }
+    async fn forget_grants(&self, source: &str, email: &str) -> Result<(), LedgerError> {
+        self.inner.forget_grants(source, email).await
+    }
+    async fn put_end(&self, end: &EndRecord) -> Result<(), LedgerError> {
+        self.inner.put_end(end).await
+    }
+    async fn ends(&self) -> Result<Vec<EndRecord>, LedgerError> {
+        self.inner.ends().await
     }
     async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, LedgerError> {
         self.inner.checkpoint(name).await

@@ -95,6 +95,7 @@ async fn world() -> World {
             sponsors: vec!["megan.bowen@contoso.com".into()],
             trust: None,
             updated_at: OffsetDateTime::now_utc(),
+            ended_at: None,
         })
         .await
         .unwrap();
@@ -108,6 +109,7 @@ async fn world() -> World {
             sponsors: vec![],
             trust: None,
             updated_at: OffsetDateTime::now_utc(),
+            ended_at: None,
         })
         .await
         .unwrap();

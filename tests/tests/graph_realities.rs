@@ -442,6 +442,7 @@ async fn a_lagging_listing_never_deletes_or_resets_a_guest_who_redeemed() -> any
                 state: GuestState::Pending,
                 mailed_at: Some(NOW - time::Duration::days(days)),
                 missing_since: None,
+                ended: None,
             })
             .await?;
         ids.insert(name, user.id);
@@ -528,6 +529,7 @@ async fn a_guest_missing_once_is_recorded_deleted_only_when_the_next_run_misses_
             state: GuestState::Pending,
             mailed_at: Some(NOW - time::Duration::days(2)),
             missing_since: None,
+            ended: None,
         })
         .await?;
     drop(ledger);

@@ -67,6 +67,7 @@ fn record(guest: &Guest, days: i64, delivery: Delivery) -> GuestRecord {
         state: GuestState::Pending,
         mailed_at: Some(NOW - time::Duration::days(days)),
         missing_since: None,
+        ended: None,
     }
 }
 

@@ -9,6 +9,7 @@ use super::circuit::CircuitGate;
 use super::onboard::Onboarding;
 use super::runtime::Runtime;
 use crate::domain::event::{Event, EventError, EventErrorKind, parse_envelope, parse_event};
+use crate::domain::offboard::{grant_source_hr, grant_source_partner};
 use crate::domain::plan::{self, Plan, PlanSettings};
 use crate::domain::trust::TrustState;
 use crate::ports::directory::Directory;
@@ -231,7 +232,11 @@ impl EventWork<'_> {
                 if let Some((_, refusal)) = plan.refused.first() {
                     return Ok(Err(Rejection::NotAllowed(refusal.to_string())));
                 }
+                self.schedule_record_end(key, ev, now).await?;
                 (plan, None)
+            }
+            Event::PartnerEnded(end) | Event::HrRecordEnded(end) => {
+                return self.end(key, event.event_type(), end, now).await;
             }
             Event::InviteRequested(_) => {
                 return Ok(Err(Rejection::NotAllowed(
@@ -239,7 +244,13 @@ impl EventWork<'_> {
                 )));
             }
         };
-        let outcomes = self.onboard(key, &plan, partner_name, now).await?;
+        let source = match event {
+            Event::HrRecordAdded(ev) => Some(grant_source_hr(&ev.employee_id)),
+            _ => plan.partner.as_ref().map(|p| grant_source_partner(&p.id)),
+        };
+        let outcomes = self
+            .onboard(key, &plan, partner_name, source.as_deref(), now)
+            .await?;
         if let Some(partner) = with_inviter_ids(plan.partner.as_ref(), &outcomes) {
             rt.ledger.put_partner(&partner).await?;
         }
@@ -260,6 +271,7 @@ impl EventWork<'_> {
         key: &EventKey,
         plan: &Plan,
         partner_name: Option<String>,
+        grant_source: Option<&str>,
         now: OffsetDateTime,
     ) -> Result<Vec<crate::ports::ledger::InviteeOutcome>, Abort> {
         let rt = self.runtime;
@@ -280,6 +292,7 @@ impl EventWork<'_> {
                 .and_then(|p| p.trust.as_ref())
                 .is_some_and(TrustState::redemption_trusted)
                 .then_some(rt.tenant_id.as_str()),
+            grant_source,
         }
         .run(plan)
         .await

@@ -3,6 +3,7 @@
 pub mod circuit;
 pub mod events;
 pub mod mail;
+pub mod offboard;
 pub mod onboard;
 pub mod parts;
 mod replication;

@@ -15,10 +15,12 @@ use super::circuit::CircuitGate;
 use super::mail::{InvitationMail, MailSender};
 use super::replication::landed;
 use crate::domain::email::mask;
+use crate::domain::offboard::found_grant;
 use crate::domain::plan::{InviteePlan, Plan};
 use crate::error::{Classify, FailureClass};
 use crate::ports::directory::{
-    Delivery, Directory, DirectoryError, GROUP_BATCH, GUEST_INVITER_ROLE, InvitationRequest,
+    Applied, Delivery, Directory, DirectoryError, GROUP_BATCH, GUEST_INVITER_ROLE,
+    InvitationRequest,
 };
 use crate::ports::ledger::{GuestRecord, GuestState, InviteeOutcome, InviteeResult, Ledger};
 use crate::ports::progress::Progress;
@@ -50,6 +52,9 @@ pub struct Onboarding<'a> {
     /// Our tenant id when the partner's tenant is trusted with automatic redemption: the
     /// emails of its inviters tell their administrator to allow it on their side.
     pub trust_tenant_id: Option<&'a str>,
+    /// Who grants (`partner:<id>`, `hr:<employee id>`, `import:<file>`): access that lands is
+    /// recorded under it, so the end of the source takes away exactly what it gave.
+    pub grant_source: Option<&'a str>,
 }
 
 impl Onboarding<'_> {
@@ -255,6 +260,12 @@ impl Run<'_, '_> {
                 };
                 for (&i, result) in chunk.iter().zip(results) {
                     let invitee = &mut onboarded[i];
+                    if let (Ok(applied), Some(user)) = (&result, invitee.outcome.user_id.clone()) {
+                        let added = *applied == Applied::Done;
+                        self.record_grant(&invitee.outcome.email, &user, &group, added)
+                            .await?;
+                    }
+                    let invitee = &mut onboarded[i];
                     let done = result.is_ok();
                     note(
                         result,
@@ -284,18 +295,51 @@ impl Run<'_, '_> {
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, DirectoryError>>,
+        T: Added,
     {
         if g.done.contains(&what) {
             g.granted.push(what);
             return Ok(());
         }
         let result = landed(self.onboarding.directory, g.fresh, g.user, write).await;
-        let done = result.is_ok();
+        let added = result.as_ref().ok().map(Added::added);
         note(result, &what, &mut g.granted, &mut g.problems)?;
+        // The grant before the progress: a retry after a crash between them would find the
+        // access there and must not lose that it was ours.
+        if let Some(added) = added {
+            self.record_grant(g.email, g.user, &what, added).await?;
+        }
+        let done = added.is_some();
         if done && let Some(unit) = self.onboarding.unit {
             self.onboarding
                 .ledger
                 .record_progress(unit, g.email, &what)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Access the unit's source gave: `added` by this write, or found there (someone else's,
+    /// or another source's). The end of the source takes away only what it added and no other
+    /// source also gave (see `domain::offboard`).
+    async fn record_grant(
+        &self,
+        email: &str,
+        user_id: &str,
+        what: &str,
+        added: bool,
+    ) -> Result<(), Abort> {
+        let o = self.onboarding;
+        if let Some(source) = o.grant_source
+            && revocable(what)
+        {
+            let grant = if added {
+                what.to_string()
+            } else {
+                found_grant(what)
+            };
+            o.ledger
+                .record_grant(source, email, user_id, &grant)
                 .await?;
         }
         Ok(())
@@ -361,6 +405,7 @@ impl Run<'_, '_> {
             // Graph mails with the invitation itself; ours goes out after it.
             mailed_at: (p.delivery == Delivery::Microsoft).then_some(o.now),
             missing_since: None,
+            ended: None,
         };
         o.ledger.put_guest(&intent).await.map_err(Abort::from)?;
         let request = InvitationRequest {
@@ -601,5 +646,28 @@ fn note<T>(
             Ok(())
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Grants the end of a source takes away: groups, app roles, directory roles. Sponsors stay
+/// (someone inside still answers for the guest) and properties are the guest's own.
+fn revocable(what: &str) -> bool {
+    !(what == "properties" || what.starts_with("sponsor:"))
+}
+
+/// Whether a write added something, rather than finding it there.
+trait Added {
+    fn added(&self) -> bool;
+}
+
+impl Added for Applied {
+    fn added(&self) -> bool {
+        *self == Applied::Done
+    }
+}
+
+impl Added for () {
+    fn added(&self) -> bool {
+        true
     }
 }

@@ -229,8 +229,15 @@ impl EventWork<'_> {
             Ok(plan) => plan,
             Err(refusal) => return Ok(Err(Rejection::NotAllowed(refusal.to_string()))),
         };
+        let source = crate::domain::offboard::grant_source_partner(&partner.id);
         let outcomes = self
-            .onboard(&part.event, &plan, Some(ev.partner.name.clone()), now)
+            .onboard(
+                &part.event,
+                &plan,
+                Some(ev.partner.name.clone()),
+                Some(&source),
+                now,
+            )
             .await?;
         Ok(Ok(outcomes))
     }

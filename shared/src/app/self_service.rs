@@ -30,6 +30,7 @@ use super::runtime::Runtime;
 use crate::domain::access::Access;
 use crate::domain::email::Email;
 use crate::domain::event::{Event, EventError, EventErrorKind, parse_envelope, parse_event};
+use crate::domain::offboard::grant_source_partner;
 use crate::domain::plan::{Plan, PlanSettings, plan_request};
 use crate::domain::policy::{Refusal, Requester, authorise_request};
 use crate::domain::request::{self, InviteRequest};
@@ -375,7 +376,9 @@ impl SelfService<'_> {
                 .has_directory_role(&user.id, GUEST_INVITER_ROLE)
                 .await?,
         };
-        let partners = rt.ledger.partners().await?;
+        // A partner whose contract ended registers nobody any more.
+        let mut partners = rt.ledger.partners().await?;
+        partners.retain(|p| p.ended_at.is_none());
         let emails = req.emails();
         let (partner, access) =
             match authorise_request(&requester, &partners, &emails, req.access.as_ref()) {
@@ -410,8 +413,16 @@ impl SelfService<'_> {
         directory: &dyn Directory,
         now: OffsetDateTime,
     ) -> Result<Answer, Abort> {
+        let source = grant_source_partner(&a.partner.id);
         let outcomes = self
-            .onboarding(key, directory, &a.partner, a.requester_name.clone(), now)
+            .onboarding(
+                key,
+                directory,
+                &a.partner,
+                &source,
+                a.requester_name.clone(),
+                now,
+            )
             .run(&a.plan)
             .await?;
         let record = EventRecord {
@@ -519,6 +530,7 @@ impl SelfService<'_> {
         unit: &'o EventKey,
         directory: &'o dyn Directory,
         partner: &PartnerRecord,
+        grant_source: &'o str,
         inviter_name: Option<String>,
         now: OffsetDateTime,
     ) -> Onboarding<'o> {
@@ -535,6 +547,7 @@ impl SelfService<'_> {
             inviter_name,
             progress: rt.progress.as_deref(),
             trust_tenant_id: None,
+            grant_source: Some(grant_source),
         }
     }
 
@@ -622,7 +635,8 @@ impl SelfService<'_> {
             trust: None,
             recorded_at: now,
         };
-        let Some(partner) = rt.ledger.partner(&data.partner_id).await? else {
+        let registered = rt.ledger.partner(&data.partner_id).await?;
+        let Some(partner) = registered.filter(|p| p.ended_at.is_none()) else {
             let refusal = Refusal::new(
                 format!("partner {}", data.partner_id),
                 "is no longer registered",
@@ -652,11 +666,13 @@ impl SelfService<'_> {
         // Planned again against the partner as registered now: a part never grants more
         // than the partner may, even if the partner changed since the request was accepted.
         let plan = plan_request(req, &partner, &requester, &settings);
+        let source = grant_source_partner(&partner.id);
         let done = self
             .onboarding(
                 key,
                 directory,
                 &partner,
+                &source,
                 data.requester.display_name.clone(),
                 now,
             )

@@ -105,6 +105,8 @@ pub struct Summary {
     /// up to 200; skipped guests are only counted.
     pub actions: Vec<Action>,
     pub actions_truncated: bool,
+    /// Ends of contracts and assignments whose date came (and HR records' `endDate`).
+    pub ends: super::offboard::EndsSummary,
 }
 
 /// One guest's action in the summary.
@@ -382,6 +384,7 @@ impl Sweep<'_> {
             error,
             actions: t.actions,
             actions_truncated: t.truncated,
+            ends: Default::default(),
         }
     }
 
@@ -823,6 +826,7 @@ impl Sweep<'_> {
                 // Someone invited and mailed the guest before us: never "unmailed".
                 mailed_at: Some(invited_at),
                 missing_since: None,
+                ended: None,
             })
             .await?;
         Ok(())

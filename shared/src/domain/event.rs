@@ -7,6 +7,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::domain::fields::{Obj, invalid, kind_of, shorten};
 use crate::domain::hr::{self, HrRecordAdded};
+use crate::domain::offboard::{self, End};
 use crate::domain::partner::{self, PartnerSigned};
 use crate::domain::request::{self, InviteRequest};
 use crate::error::{Classify, FailureClass};
@@ -205,6 +206,8 @@ pub enum Event {
     PartnerSigned(PartnerSigned),
     HrRecordAdded(HrRecordAdded),
     InviteRequested(InviteRequest),
+    PartnerEnded(End),
+    HrRecordEnded(End),
 }
 
 impl Event {
@@ -213,6 +216,8 @@ impl Event {
             Event::PartnerSigned(_) => partner::EVENT_TYPE,
             Event::HrRecordAdded(_) => hr::EVENT_TYPE,
             Event::InviteRequested(_) => request::EVENT_TYPE,
+            Event::PartnerEnded(_) => offboard::PARTNER_ENDED,
+            Event::HrRecordEnded(_) => offboard::HR_RECORD_ENDED,
         }
     }
 }
@@ -223,15 +228,19 @@ pub fn parse_event(env: &Envelope) -> Result<Event, EventError> {
         partner::EVENT_TYPE => PartnerSigned::from_data(&env.data).map(Event::PartnerSigned),
         hr::EVENT_TYPE => HrRecordAdded::from_data(&env.data).map(Event::HrRecordAdded),
         request::EVENT_TYPE => InviteRequest::from_data(&env.data).map(Event::InviteRequested),
+        offboard::PARTNER_ENDED => End::partner_ended(&env.data).map(Event::PartnerEnded),
+        offboard::HR_RECORD_ENDED => End::hr_record_ended(&env.data).map(Event::HrRecordEnded),
         other => Err(EventError::new(
             EventErrorKind::UnknownType,
             "type",
             format!(
-                "'{}' is not handled; expected {}, {} or {}",
+                "'{}' is not handled; expected {}, {}, {}, {} or {}",
                 shorten(other),
                 partner::EVENT_TYPE,
                 hr::EVENT_TYPE,
-                request::EVENT_TYPE
+                request::EVENT_TYPE,
+                offboard::PARTNER_ENDED,
+                offboard::HR_RECORD_ENDED
             ),
         )),
     }

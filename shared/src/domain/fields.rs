@@ -372,6 +372,22 @@ pub(crate) fn shorten(s: &str) -> String {
     }
 }
 
+/// An optional `YYYY-MM-DD` date.
+pub(crate) fn opt_date(data: &Obj<'_>, key: &str) -> Result<Option<time::Date>, EventError> {
+    data.opt_string(key)?
+        .map(|s| {
+            time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).map_err(
+                |_| {
+                    invalid(
+                        data.path(key),
+                        format!("'{}' is not a date written YYYY-MM-DD", shorten(s)),
+                    )
+                },
+            )
+        })
+        .transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

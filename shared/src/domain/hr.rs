@@ -2,13 +2,12 @@
 
 use serde_json::Value;
 use time::Date;
-use time::macros::format_description;
 
 use crate::config::AccessRule;
 use crate::domain::access::Access;
 use crate::domain::email::Email;
 use crate::domain::event::EventError;
-use crate::domain::fields::{MAX_DISPLAY_NAME, Obj, invalid, shorten};
+use crate::domain::fields::{MAX_DISPLAY_NAME, Obj, invalid, opt_date};
 
 pub const EVENT_TYPE: &str = "hr.record.added";
 
@@ -68,19 +67,6 @@ impl HrRecordAdded {
             access: data.opt_access("access")?.unwrap_or_default(),
         })
     }
-}
-
-fn opt_date(data: &Obj<'_>, key: &str) -> Result<Option<Date>, EventError> {
-    data.opt_string(key)?
-        .map(|s| {
-            Date::parse(s, format_description!("[year]-[month]-[day]")).map_err(|_| {
-                invalid(
-                    data.path(key),
-                    format!("'{}' is not a date written YYYY-MM-DD", shorten(s)),
-                )
-            })
-        })
-        .transpose()
 }
 
 /// The access the configured rules give this record: the union of every rule whose given

@@ -5,6 +5,7 @@ pub mod email;
 pub mod event;
 mod fields;
 pub mod hr;
+pub mod offboard;
 pub mod partner;
 pub mod plan;
 pub mod policy;

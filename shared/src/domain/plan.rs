@@ -147,9 +147,12 @@ fn merged_partner(
             sponsors: Vec::new(),
             trust: None,
             updated_at: now,
+            ended_at: None,
         },
     };
     record.name = ev.partner.name.clone();
+    // Signed again: registered again.
+    record.ended_at = None;
     for d in &ev.partner.domains {
         if !record.domains.iter().any(|x| canonical(x) == *d) {
             record.domains.push(d.clone());
@@ -429,6 +432,7 @@ mod tests {
             sponsors: vec!["PAT@contoso.com".into(), "lee@contoso.com".into()],
             trust: None,
             updated_at: datetime!(2025-01-01 0:00 UTC),
+            ended_at: None,
         };
         let mut ev = litware();
         ev.contacts[1].inviter = true;
@@ -544,6 +548,7 @@ mod tests {
             sponsors: sponsors.iter().map(|s| s.to_string()).collect(),
             trust: None,
             updated_at: NOW,
+            ended_at: None,
         }
     }
 

@@ -269,6 +269,7 @@ mod tests {
             sponsors: vec![],
             trust: None,
             updated_at: OffsetDateTime::UNIX_EPOCH,
+            ended_at: None,
         }
     }
 

@@ -128,6 +128,7 @@ mod tests {
             expire_max_per_run: 50,
             scope: Scope::Managed,
             dry_run: false,
+            offboard_max_per_run: 200,
         }
     }
 

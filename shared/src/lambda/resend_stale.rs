@@ -11,6 +11,7 @@ use super::metrics::{Emf, Unit};
 use super::serve::Handler;
 use super::trigger::Trigger;
 use crate::app::circuit::CircuitGate;
+use crate::app::offboard::Offboarding;
 use crate::app::runtime::{Runtime, StartupError};
 use crate::app::sweep::{Summary, Sweep};
 use crate::config::{Env, Scope, SweepConfig};
@@ -121,7 +122,7 @@ impl ResendStale {
         let directory = self.runtime.directory(deadline);
         let gate = CircuitGate::new();
         let settings = &self.runtime.settings;
-        Sweep {
+        let mut summary = Sweep {
             directory: directory.as_ref(),
             ledger: self.runtime.ledger.as_ref(),
             mail: self.runtime.mail.as_deref(),
@@ -134,7 +135,15 @@ impl ResendStale {
             deadline,
         }
         .run()
-        .await
+        .await;
+        summary.ends = Offboarding {
+            directory: directory.as_ref(),
+            ledger: self.runtime.ledger.as_ref(),
+            now: settings.clock.now(),
+        }
+        .carry_out_due(config.dry_run, config.offboard_max_per_run)
+        .await;
+        summary
     }
 }
 
@@ -251,6 +260,7 @@ mod tests {
             error: None,
             actions: Vec::new(),
             actions_truncated: false,
+            ends: Default::default(),
         };
         let v = summary_metrics(&summary).to_json(0).unwrap();
         assert_eq!(v["Function"], FUNCTION);

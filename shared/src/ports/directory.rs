@@ -316,6 +316,14 @@ pub struct AppRoleRef {
     pub app_role_id: String,
 }
 
+/// Whether a removal took anything away. "Already gone" is success, not an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Removed {
+    Done,
+    AlreadyGone,
+}
+
 /// A tenant as `findTenantInformationByDomainName` answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantInfo {
@@ -382,6 +390,22 @@ pub trait Directory: Send + Sync {
     ) -> Result<bool, DirectoryError>;
     async fn add_sponsor(&self, user_id: &str, sponsor_id: &str)
     -> Result<Applied, DirectoryError>;
+    /// Takes a group membership away.
+    async fn remove_group_member(
+        &self,
+        group_id: &str,
+        user_id: &str,
+    ) -> Result<Removed, DirectoryError>;
+    async fn remove_app_role(
+        &self,
+        user_id: &str,
+        role: &AppRoleRef,
+    ) -> Result<Removed, DirectoryError>;
+    async fn remove_directory_role(
+        &self,
+        user_id: &str,
+        role_template_id: &str,
+    ) -> Result<Removed, DirectoryError>;
     async fn disable_user(&self, user_id: &str) -> Result<(), DirectoryError>;
     async fn delete_user(&self, user_id: &str) -> Result<(), DirectoryError>;
     /// The tenant's verified domains, lower-case.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::domain::access::Access;
+use crate::domain::offboard::End;
 use crate::domain::trust::TrustState;
 use crate::error::{Classify, FailureClass};
 use crate::ports::directory::Delivery;
@@ -122,6 +123,9 @@ pub enum InviteeResult {
     Invited,
     Existed,
     Rejected,
+    /// Access taken away at the end of a contract or an assignment: `granted` lists what
+    /// was taken away, `reason` what was kept and what became of the account.
+    Ended,
 }
 
 /// The record every processed event leaves.
@@ -175,6 +179,13 @@ pub struct PartnerRecord {
     /// it was before, so the end of the contract can put it back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust: Option<TrustState>,
+    /// When its contract ended: its inviters' requests are refused from then on.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub ended_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
 }
@@ -231,6 +242,53 @@ pub struct GuestRecord {
         with = "time::serde::rfc3339::option"
     )]
     pub missing_since: Option<OffsetDateTime>,
+    /// Access taken away when a contract or an assignment ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<GuestEnded>,
+}
+
+/// What an end took away from a guest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GuestEnded {
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub at: Option<OffsetDateTime>,
+    pub removed: Vec<String>,
+}
+
+/// What one source (`partner:<id>`, `hr:<employee id>`, `import:<file>`) granted one guest:
+/// the access the end of that source takes away again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceGrants {
+    pub source: String,
+    /// Lower-case address.
+    pub email: String,
+    pub user_id: String,
+    /// Group ids, `appRole:<resource>/<role>`, `directoryRole:<template>`.
+    pub grants: Vec<String>,
+}
+
+/// Where an end stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum EndState {
+    /// Its date has not come: the sweep carries it out when it does.
+    Scheduled,
+    Done,
+}
+
+/// An end of a contract or an assignment, as recorded (one per source: a later end event
+/// for the same source replaces a scheduled one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndRecord {
+    pub end: End,
+    /// The event that asked for it.
+    pub event: EventKey,
+    pub state: EndState,
+    #[serde(with = "time::serde::rfc3339")]
+    pub recorded_at: OffsetDateTime,
 }
 
 /// The tenant-wide invitation circuit (SPEC section 5).
@@ -335,6 +393,26 @@ pub trait Ledger: Send + Sync {
     /// said, and answers how many of the event's parts are: the part that sees them all
     /// completes the event's record.
     async fn record_part_done(&self, event: &EventKey, part: u32) -> Result<usize, LedgerError>;
+
+    /// Records that `source` granted `grant` (a group, an app role, a directory role) to the
+    /// guest `email`, the moment it lands: what the end of the source may take away.
+    async fn record_grant(
+        &self,
+        source: &str,
+        email: &str,
+        user_id: &str,
+        grant: &str,
+    ) -> Result<(), LedgerError>;
+    /// What every source granted the guest.
+    async fn grants_of(&self, email: &str) -> Result<Vec<SourceGrants>, LedgerError>;
+    /// What the source granted, guest by guest.
+    async fn granted_by(&self, source: &str) -> Result<Vec<SourceGrants>, LedgerError>;
+    /// Forgets what `source` granted `email`, once it is taken away.
+    async fn forget_grants(&self, source: &str, email: &str) -> Result<(), LedgerError>;
+    /// Records an end (replacing the source's earlier one).
+    async fn put_end(&self, end: &EndRecord) -> Result<(), LedgerError>;
+    /// Every recorded end (a tenant has as many as partners and HR records that ended).
+    async fn ends(&self) -> Result<Vec<EndRecord>, LedgerError>;
 
     async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, LedgerError>;
     async fn put_checkpoint(

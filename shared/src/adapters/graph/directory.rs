@@ -14,7 +14,8 @@ use super::wire::{self, Page};
 use crate::domain::trust::{CrossTenantPartner, TrustSettings};
 use crate::ports::directory::{
     AppRoleRef, Applied, Directory, DirectoryError, DirectoryUser, GROUP_BATCH, Group, GuestPage,
-    Invitation, InvitationRequest, TenantInfo, UserPatch, add_one_by_one, ensure_assignable,
+    Invitation, InvitationRequest, Removed, TenantInfo, UserPatch, add_one_by_one,
+    ensure_assignable,
 };
 
 /// Only what the product reads: `$select` keeps answers (and request units) small.
@@ -383,6 +384,31 @@ impl Directory for GraphDirectory {
             self.object_ref("users", sponsor_id),
         )
         .await
+    }
+
+    async fn remove_group_member(
+        &self,
+        group_id: &str,
+        user_id: &str,
+    ) -> Result<Removed, DirectoryError> {
+        self.leave_group(group_id, user_id).await
+    }
+
+    async fn remove_app_role(
+        &self,
+        user_id: &str,
+        role: &AppRoleRef,
+    ) -> Result<Removed, DirectoryError> {
+        self.unassign_app_role(user_id, role).await
+    }
+
+    async fn remove_directory_role(
+        &self,
+        user_id: &str,
+        role_template_id: &str,
+    ) -> Result<Removed, DirectoryError> {
+        self.unassign_directory_role(user_id, role_template_id)
+            .await
     }
 
     async fn disable_user(&self, user_id: &str) -> Result<(), DirectoryError> {

@@ -6,6 +6,7 @@ mod cross_tenant;
 mod directory;
 pub mod limiter;
 pub mod odata;
+mod removals;
 pub mod retry;
 mod wire;
 

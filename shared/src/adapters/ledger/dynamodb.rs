@@ -22,8 +22,8 @@ use super::{
 };
 use crate::domain::email::mask;
 use crate::ports::ledger::{
-    Checkpoint, Circuit, Claim, EventKey, EventRecord, GuestRecord, Ledger, LedgerError,
-    PartnerRecord,
+    Checkpoint, Circuit, Claim, EndRecord, EventKey, EventRecord, GuestRecord, Ledger, LedgerError,
+    PartnerRecord, SourceGrants,
 };
 
 pub(super) type Item = HashMap<String, AttributeValue>;
@@ -706,6 +706,36 @@ impl Ledger for DynamoLedger {
             .and_then(|a| a.get(PARTS_DONE))
             .and_then(|v| v.as_ns().ok())
             .map_or(0, Vec::len))
+    }
+
+    async fn record_grant(
+        &self,
+        source: &str,
+        email: &str,
+        user_id: &str,
+        grant: &str,
+    ) -> Result<(), LedgerError> {
+        self.add_grant(source, email, user_id, grant).await
+    }
+
+    async fn grants_of(&self, email: &str) -> Result<Vec<SourceGrants>, LedgerError> {
+        self.grants_of_guest(email).await
+    }
+
+    async fn granted_by(&self, source: &str) -> Result<Vec<SourceGrants>, LedgerError> {
+        self.grants_by_source(source).await
+    }
+
+    async fn forget_grants(&self, source: &str, email: &str) -> Result<(), LedgerError> {
+        self.drop_grants(source, email).await
+    }
+
+    async fn put_end(&self, end: &EndRecord) -> Result<(), LedgerError> {
+        self.store_end(end).await
+    }
+
+    async fn ends(&self) -> Result<Vec<EndRecord>, LedgerError> {
+        self.all_ends().await
     }
 
     async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, LedgerError> {

@@ -12,8 +12,8 @@ use time::OffsetDateTime;
 use super::{guest_key, lease_end, lease_expired, probe_due};
 use crate::domain::email::mask;
 use crate::ports::ledger::{
-    Checkpoint, Circuit, Claim, EventKey, EventRecord, GuestRecord, Ledger, LedgerError,
-    PartnerRecord,
+    Checkpoint, Circuit, Claim, EndRecord, EventKey, EventRecord, GuestRecord, Ledger, LedgerError,
+    PartnerRecord, SourceGrants,
 };
 
 /// `(source, id)` -> `StoredEvent`.
@@ -28,6 +28,11 @@ const STATE: TableDefinition<&str, &str> = TableDefinition::new("state");
 const CHECKPOINTS: TableDefinition<&str, &str> = TableDefinition::new("checkpoints");
 /// `{scope}|{source}#{id}\n{lower-case email}` -> JSON list of the steps that landed.
 const PROGRESS: TableDefinition<&str, &str> = TableDefinition::new("progress");
+/// `source\nemail` -> JSON [`SourceGrants`]. Listed whole and filtered: the embedded ledger
+/// serves local use, where sources and guests are few.
+const GRANTS: TableDefinition<&str, &str> = TableDefinition::new("grants");
+/// Source -> JSON [`EndRecord`].
+const ENDS: TableDefinition<&str, &str> = TableDefinition::new("ends");
 /// Split event (`scope|source#id`) -> JSON list of the part numbers done.
 const PARTS: TableDefinition<&str, &str> = TableDefinition::new("parts");
 
@@ -123,7 +128,16 @@ impl EmbeddedLedger {
         // Creating every table up front lets readers assume they exist.
         inner.write(|txn| {
             txn.open_table(EVENTS).map_err(|e| inner.storage(e))?;
-            for table in [PARTNERS, GUESTS, STATE, CHECKPOINTS, PROGRESS, PARTS] {
+            for table in [
+                PARTNERS,
+                GUESTS,
+                STATE,
+                CHECKPOINTS,
+                PROGRESS,
+                PARTS,
+                GRANTS,
+                ENDS,
+            ] {
                 txn.open_table(table).map_err(|e| inner.storage(e))?;
             }
             Ok(())
@@ -548,6 +562,83 @@ impl Ledger for EmbeddedLedger {
             })
         })
         .await
+    }
+
+    async fn record_grant(
+        &self,
+        source: &str,
+        email: &str,
+        user_id: &str,
+        grant: &str,
+    ) -> Result<(), LedgerError> {
+        let email = guest_key(email);
+        let key = format!("{source}\n{email}");
+        let (source, user_id, grant) = (source.to_string(), user_id.to_string(), grant.to_string());
+        self.run(move |inner| {
+            inner.write(|txn| {
+                let mut table = txn.open_table(GRANTS).map_err(|e| inner.storage(e))?;
+                let mut record: SourceGrants = match table.get(key.as_str()) {
+                    Ok(Some(v)) => decode(v.value(), "grant record")?,
+                    Ok(None) => SourceGrants {
+                        source,
+                        email,
+                        user_id: user_id.clone(),
+                        grants: Vec::new(),
+                    },
+                    Err(e) => return Err(inner.storage(e)),
+                };
+                record.user_id = user_id;
+                if !record.grants.contains(&grant) {
+                    record.grants.push(grant);
+                    record.grants.sort();
+                }
+                let json = encode(&record)?;
+                table
+                    .insert(key.as_str(), json.as_str())
+                    .map_err(|e| inner.storage(e))?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn grants_of(&self, email: &str) -> Result<Vec<SourceGrants>, LedgerError> {
+        let email = guest_key(email);
+        self.run(move |inner| {
+            Ok(inner
+                .all::<SourceGrants>(GRANTS, "grant record")?
+                .into_iter()
+                .filter(|g| g.email == email)
+                .collect())
+        })
+        .await
+    }
+
+    async fn granted_by(&self, source: &str) -> Result<Vec<SourceGrants>, LedgerError> {
+        let source = source.to_string();
+        self.run(move |inner| {
+            Ok(inner
+                .all::<SourceGrants>(GRANTS, "grant record")?
+                .into_iter()
+                .filter(|g| g.source == source)
+                .collect())
+        })
+        .await
+    }
+
+    async fn forget_grants(&self, source: &str, email: &str) -> Result<(), LedgerError> {
+        let key = format!("{source}\n{}", guest_key(email));
+        self.run(move |inner| inner.remove(GRANTS, &key)).await
+    }
+
+    async fn put_end(&self, end: &EndRecord) -> Result<(), LedgerError> {
+        let end = end.clone();
+        self.run(move |inner| inner.put(ENDS, &end.end.subject.source(), &end))
+            .await
+    }
+
+    async fn ends(&self) -> Result<Vec<EndRecord>, LedgerError> {
+        self.run(|inner| inner.all(ENDS, "end record")).await
     }
 
     async fn record_part_done(&self, event: &EventKey, part: u32) -> Result<usize, LedgerError> {

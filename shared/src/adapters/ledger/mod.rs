@@ -31,6 +31,9 @@
 //! | event outcomes too large for the event item | as the event | `EVENT#{id}#OUTCOMES#{nnnn}` | `doc` S (JSON array of outcomes), `ttl`; the event item then has `outcomePages` N |
 //! | invitee progress | `PROGRESS#{scope}|{source}#{id}` | `INVITEE#{lower-case email}` | `steps` SS (what landed), `ttl` |
 //! | parts done of a split event | `PROGRESS#{scope}|{source}#{id}` | `PARTS` | `done` NS (part numbers), `ttl` |
+//! | what a source granted a guest (by guest) | `GRANTS#{lower-case email}` | `SOURCE#{source}` | `grants` SS, `userId` S, `source` S, `email` S |
+//! | the same (by source) | `SOURCE#{source}` | `GUEST#{lower-case email}` | as above |
+//! | end of a source | `END` | `END#{source}` | `doc` S (JSON [`EndRecord`](crate::ports::ledger::EndRecord)) |
 //!
 //! Partners and guests share one constant partition each, so listing them is a paginated
 //! Query, never a Scan; both are written at invitation pace (Graph allows 20 writes a second),
@@ -51,6 +54,7 @@
 //! tasks of a process. Opening a file held by another process waits briefly, then fails.
 
 mod budget;
+mod dynamo_grants;
 mod dynamodb;
 mod embedded;
 mod outcome_pages;
