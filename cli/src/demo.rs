@@ -633,6 +633,21 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
     demo.narrate_sweep(&summary);
 
+    demo.heading(
+        "Fabrikam's contract ends (partner.ended, action revoke): the access it was given goes, \
+         sponsors and accounts stay",
+    );
+    demo.send(
+        cloud_event(
+            "partner.ended",
+            "https://contracts.contoso.com",
+            "contract-2032-end",
+            json!({ "partner": { "id": "fabrikam" }, "action": "revoke" }),
+        ),
+        "sqs",
+    )
+    .await?;
+
     demo.heading("Every guest");
     let runtime = Runtime::from_env("report", &demo.ctx.env).await?;
     let rows = report::collect_with(&demo.ctx, &runtime, true).await?;

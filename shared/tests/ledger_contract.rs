@@ -654,6 +654,71 @@ async fn parts_done_are_counted_once_each(ledger: Arc<dyn Ledger>) {
     assert_eq!(ledger.record_part_done(&other, 1).await.unwrap(), 1);
 }
 
+async fn grants_are_kept_per_source_and_guest(ledger: Arc<dyn Ledger>) {
+    let (a, b) = ("partner:litware", "hr:E-1");
+    // At once, as a unit's invitees land their grants concurrently.
+    futures::future::join_all(
+        [
+            (a, "g-1"),
+            (a, "g-2"),
+            (a, "g-1"),
+            (b, "g-1"),
+            (a, "found:g-3"),
+        ]
+        .into_iter()
+        .map(|(source, grant)| {
+            let ledger = ledger.clone();
+            async move {
+                ledger
+                    .record_grant(source, "Sam@Litware.com", "u-1", grant)
+                    .await
+                    .unwrap()
+            }
+        }),
+    )
+    .await;
+    ledger
+        .record_grant(a, "kim@litware.com", "u-2", "g-1")
+        .await
+        .unwrap();
+    let mut of_sam = ledger.grants_of("sam@litware.com").await.unwrap();
+    of_sam.sort_by(|x, y| x.source.cmp(&y.source));
+    assert_eq!(of_sam.len(), 2, "{of_sam:?}");
+    assert_eq!(of_sam[0].source, b);
+    assert_eq!(of_sam[0].grants, ["g-1"]);
+    assert_eq!(of_sam[1].grants, ["found:g-3", "g-1", "g-2"]);
+    assert_eq!(of_sam[1].user_id, "u-1");
+    let mut by_a = ledger.granted_by(a).await.unwrap();
+    by_a.sort_by(|x, y| x.email.cmp(&y.email));
+    assert_eq!(
+        by_a.iter().map(|g| g.email.as_str()).collect::<Vec<_>>(),
+        ["kim@litware.com", "sam@litware.com"]
+    );
+    ledger.forget_grants(a, "sam@litware.com").await.unwrap();
+    assert_eq!(ledger.granted_by(a).await.unwrap().len(), 1);
+    assert_eq!(ledger.grants_of("sam@litware.com").await.unwrap().len(), 1);
+}
+
+async fn ends_are_recorded_once_per_source(ledger: Arc<dyn Ledger>) {
+    use b2b::domain::offboard::{End, EndAction, Subject};
+    use b2b::ports::ledger::{EndRecord, EndState};
+    let end = |state| EndRecord {
+        end: End {
+            subject: Subject::Partner("litware".into()),
+            email: None,
+            effective: Some(time::macros::date!(2027 - 03 - 31)),
+            action: EndAction::Disable,
+        },
+        event: key("https://contracts.example/crm", "end-1"),
+        state,
+        recorded_at: T0,
+    };
+    assert!(ledger.ends().await.unwrap().is_empty());
+    ledger.put_end(&end(EndState::Scheduled)).await.unwrap();
+    ledger.put_end(&end(EndState::Done)).await.unwrap();
+    assert_eq!(ledger.ends().await.unwrap(), vec![end(EndState::Done)]);
+}
+
 macro_rules! contract {
     ($($test:ident),* $(,)?) => {
         mod ledger_embedded {
@@ -696,6 +761,8 @@ contract!(
     progress_is_kept_per_unit_and_invitee,
     the_largest_event_record_round_trips,
     parts_done_are_counted_once_each,
+    grants_are_kept_per_source_and_guest,
+    ends_are_recorded_once_per_source,
 );
 
 // ---- adapter specifics ----------------------------------------------------------------

@@ -255,3 +255,53 @@ async fn a_partner_domain_without_an_entra_tenant_skips_trust_and_invites_its_co
     ensure!(record.outcomes.len() == 2, "{:?}", record.outcomes);
     Ok(())
 }
+
+#[tokio::test]
+async fn the_end_of_the_contract_puts_the_tenant_trust_back() -> anyhow::Result<()> {
+    let env = TestEnv::builder().start().await?;
+    // MFA was trusted before the contract; automatic redemption was not.
+    env.control().set_cross_tenant_partner(
+        LITWARE_TENANT_ID,
+        json!({ "inboundTrust": { "isMfaAccepted": true, "isCompliantDeviceAccepted": false } }),
+    );
+    let function = env.spawn("partner-signed").await?;
+    deliver(
+        &function,
+        &signed(
+            "contract-restore",
+            "litware.com",
+            json!({ "automaticRedemption": true, "mfa": true, "compliantDevice": true }),
+        ),
+    )
+    .await?;
+    function.stop().await;
+    let trusted = env
+        .control()
+        .cross_tenant_partner(LITWARE_TENANT_ID)
+        .context("no configuration")?;
+    ensure!(
+        trusted["automaticUserConsentSettings"]["inboundAllowed"] == true
+            && trusted["inboundTrust"]["isCompliantDeviceAccepted"] == true,
+        "{trusted}"
+    );
+    let offboard = env.spawn("guest-offboard").await?;
+    let end = cloud_event(
+        "partner.ended",
+        SOURCE,
+        "contract-restore-end",
+        json!({ "partner": { "id": "partner-1" }, "action": "revoke" }),
+    );
+    deliver(&offboard, &end).await?;
+    offboard.stop().await;
+    let restored = env
+        .control()
+        .cross_tenant_partner(LITWARE_TENANT_ID)
+        .context("the configuration is gone")?;
+    ensure!(
+        restored["automaticUserConsentSettings"]["inboundAllowed"] == false
+            && restored["inboundTrust"]["isCompliantDeviceAccepted"] == false
+            && restored["inboundTrust"]["isMfaAccepted"] == true,
+        "not what it was before the contract: {restored}"
+    );
+    Ok(())
+}

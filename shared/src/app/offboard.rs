@@ -18,6 +18,7 @@ use crate::domain::hr::HrRecordAdded;
 use crate::domain::offboard::{
     End, EndAction, Subject, grant_source_hr, granted_access, to_remove,
 };
+use crate::domain::trust::{TrustSettings, TrustState};
 use crate::error::{Classify, FailureClass};
 use crate::ports::directory::{AppRoleRef, Directory, DirectoryError};
 use crate::ports::ledger::{
@@ -39,10 +40,20 @@ impl Offboarding<'_> {
         let source = end.subject.source();
         if let Subject::Partner(id) = &end.subject
             && let Some(mut partner) = self.ledger.partner(id).await?
-            && partner.ended_at.is_none()
+            && (partner.ended_at.is_none() || partner.trust.is_some())
         {
             // From now on its inviters' requests are refused.
-            partner.ended_at = Some(self.now);
+            partner.ended_at.get_or_insert(self.now);
+            if let Some(TrustState::Trusted {
+                tenant_id,
+                set,
+                before,
+                ..
+            }) = &partner.trust
+            {
+                self.restore_trust(tenant_id, set, before).await?;
+            }
+            partner.trust = None;
             self.ledger.put_partner(&partner).await?;
         }
         let mut guests = self.ledger.granted_by(&source).await?;
@@ -63,6 +74,40 @@ impl Offboarding<'_> {
             outcomes.push(self.guest(&source, end.action, guest).await?);
         }
         Ok(outcomes)
+    }
+
+    /// Puts back what the partner's signing set in our cross-tenant access settings: each
+    /// setting we turned on goes back to what it was (off when it was not set).
+    async fn restore_trust(
+        &self,
+        tenant_id: &str,
+        set: &TrustSettings,
+        before: &TrustSettings,
+    ) -> Result<(), Abort> {
+        let back = |ours: Option<bool>, was: Option<bool>| ours.map(|_| was.unwrap_or(false));
+        let restore = TrustSettings {
+            automatic_redemption: back(set.automatic_redemption, before.automatic_redemption),
+            mfa_accepted: back(set.mfa_accepted, before.mfa_accepted),
+            compliant_device_accepted: back(
+                set.compliant_device_accepted,
+                before.compliant_device_accepted,
+            ),
+        };
+        if restore == TrustSettings::default() {
+            return Ok(());
+        }
+        match self
+            .directory
+            .update_cross_tenant_partner(tenant_id, &restore)
+            .await
+        {
+            // Removed by an administrator meanwhile: nothing of ours is left to restore.
+            Ok(()) | Err(DirectoryError::Permanent { status: 404, .. }) => {
+                tracing::info!(tenant = tenant_id, restored = ?restore, "partner tenant trust restored");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn user_of(&self, email: &str) -> Result<Option<String>, Abort> {
