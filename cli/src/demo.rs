@@ -327,6 +327,16 @@ impl Demo {
 
     fn narrate_sweep(&self, summary: &Value) {
         let n = |k: &str| summary.get(k).and_then(Value::as_u64).unwrap_or(0);
+        let ends = |k: &str| summary["ends"].get(k).and_then(Value::as_u64).unwrap_or(0);
+        if ends("due") > 0 {
+            println!(
+                "   ends that came due {}: carried out {}, guests {}, held back {}",
+                ends("due"),
+                ends("carriedOut"),
+                ends("guests"),
+                ends("heldBack")
+            );
+        }
         println!(
             "   scanned {}, reminded {}, marked accepted {}, expired {}, skipped {}, failed {}",
             n("scanned"),

@@ -22,6 +22,7 @@ const FUNCTIONS: &[(&str, &[&str])] = &[
         "guest-inviter-request",
         &["WEBHOOK_SECRETS_ARN", "API_AUDIENCE", "WORK_QUEUE_URL"],
     ),
+    ("guest-offboard", &["WEBHOOK_SECRETS_ARN"]),
     ("resend-stale", &[]),
 ];
 
@@ -31,6 +32,7 @@ const TRIGGERS: &[(&str, &[&str], bool)] = &[
     ("partner-signed", &["SQS"], true),
     ("hr-record-added", &["SQS"], false),
     ("guest-inviter-request", &["SQS"], true),
+    ("guest-offboard", &["SQS"], true),
     ("resend-stale", &["Schedule"], false),
 ];
 

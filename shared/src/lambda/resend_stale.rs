@@ -200,6 +200,16 @@ impl Handler for ResendStale {
             error = summary.error.as_deref(),
             "sweep finished"
         );
+        let ends = &summary.ends;
+        tracing::info!(
+            due = ends.due,
+            carried_out = ends.carried_out,
+            guests = ends.guests,
+            held_back = ends.held_back,
+            failed = ends.failed,
+            dry_run = summary.dry_run,
+            "ends whose date came"
+        );
         if summary.circuit_open {
             tracing::error!(
                 metric = "InvitationCircuitOpen",
