@@ -55,6 +55,7 @@
 
 mod budget;
 mod dynamo_grants;
+mod dynamo_table;
 mod dynamodb;
 mod embedded;
 mod outcome_pages;
