@@ -180,3 +180,17 @@ pub fn signed_webhook(body: &str, secret: &str, t: i64) -> Value {
         false,
     )
 }
+
+/// A function URL request carrying `body` with the bearer `token` (a user's Entra token).
+pub fn bearer_request(token: &str, body: &str) -> Value {
+    let auth = format!("Bearer {token}");
+    http_request(
+        "POST",
+        &[
+            ("content-type", "application/json"),
+            ("authorization", &auth),
+        ],
+        body.as_bytes(),
+        false,
+    )
+}

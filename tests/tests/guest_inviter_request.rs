@@ -97,16 +97,7 @@ fn colleagues(n: usize) -> Vec<String> {
 }
 
 fn bearer(token: &str, body: &str) -> Value {
-    let auth = format!("Bearer {token}");
-    http_request(
-        "POST",
-        &[
-            ("content-type", "application/json"),
-            ("authorization", &auth),
-        ],
-        body.as_bytes(),
-        false,
-    )
+    b2b_e2e::events::bearer_request(token, body)
 }
 
 async fn call(function: &FunctionProcess, request: Value) -> anyhow::Result<(u16, String, Value)> {

@@ -9,7 +9,7 @@ use b2b::ports::directory::GUEST_INVITER_ROLE;
 use b2b::ports::ledger::{EventKey, EventStatus, InviteeResult};
 use b2b_dev_tenant::{API_CLIENT_ID, Control, MintToken};
 use b2b_e2e::checks::{app_role, batch_failures, group_id, http_answer, user_id};
-use b2b_e2e::events::{cloud_event, http_request, scheduled_event, sqs_event};
+use b2b_e2e::events::{cloud_event, scheduled_event, sqs_event};
 use b2b_e2e::{FunctionProcess, LedgerKind, Profile, TestEnv, binary_path};
 use serde_json::{Value, json};
 
@@ -101,16 +101,7 @@ fn self_service(env: &TestEnv, id: &str) -> anyhow::Result<Value> {
         id,
         json!({ "requestedBy": "sam@litware.com", "invitees": [ { "email": format!("{id}@litware.com") } ] }),
     );
-    let auth = format!("Bearer {token}");
-    Ok(http_request(
-        "POST",
-        &[
-            ("content-type", "application/json"),
-            ("authorization", &auth),
-        ],
-        body.as_bytes(),
-        false,
-    ))
+    Ok(b2b_e2e::events::bearer_request(&token, &body))
 }
 
 #[tokio::test]

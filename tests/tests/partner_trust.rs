@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use b2b::domain::trust::TrustState;
-use b2b::ports::ledger::{EventKey, EventStatus, InviteeResult};
+use b2b::ports::ledger::{EventKey, EventRecord, EventStatus, InviteeResult};
 use b2b_dev_tenant::LITWARE_TENANT_ID;
 use b2b_e2e::checks::{batch_failures, invitation_posts};
 use b2b_e2e::events::{cloud_event, sqs_event};
@@ -40,6 +40,24 @@ async fn deliver(function: &FunctionProcess, body: &str) -> anyhow::Result<()> {
         function.output().text()
     );
     Ok(())
+}
+
+/// No policy written, both contacts invited: the event's record.
+async fn untrusted_but_invited(env: &TestEnv, id: &str) -> anyhow::Result<EventRecord> {
+    ensure!(
+        policy_writes(env) == 0,
+        "{} policy writes",
+        policy_writes(env)
+    );
+    ensure!(
+        invitation_posts(&env.control()).len() == 2,
+        "contacts not invited"
+    );
+    env.ledger()
+        .await?
+        .event(&EventKey::new("partner-signed", SOURCE, id))
+        .await?
+        .context("no record")
 }
 
 fn policy_writes(env: &TestEnv) -> usize {
@@ -174,21 +192,7 @@ async fn a_partner_blocked_inbound_stays_blocked_and_its_contacts_are_still_hand
         env.control().cross_tenant_partner(LITWARE_TENANT_ID) == before,
         "the blocked configuration changed"
     );
-    ensure!(
-        policy_writes(&env) == 0,
-        "{} policy writes",
-        policy_writes(&env)
-    );
-    ensure!(
-        invitation_posts(&env.control()).len() == 2,
-        "contacts not invited"
-    );
-    let record = env
-        .ledger()
-        .await?
-        .event(&EventKey::new("partner-signed", SOURCE, "contract-blocked"))
-        .await?
-        .context("no record")?;
+    let record = untrusted_but_invited(&env, "contract-blocked").await?;
     ensure!(record.status == EventStatus::Completed, "{record:?}");
     ensure!(
         record
@@ -223,25 +227,7 @@ async fn a_partner_domain_without_an_entra_tenant_skips_trust_and_invites_its_co
     )
     .await?;
     function.stop().await;
-    ensure!(
-        policy_writes(&env) == 0,
-        "{} policy writes",
-        policy_writes(&env)
-    );
-    ensure!(
-        invitation_posts(&env.control()).len() == 2,
-        "contacts not invited"
-    );
-    let record = env
-        .ledger()
-        .await?
-        .event(&EventKey::new(
-            "partner-signed",
-            SOURCE,
-            "contract-unmanaged",
-        ))
-        .await?
-        .context("no record")?;
+    let record = untrusted_but_invited(&env, "contract-unmanaged").await?;
     match &record.trust {
         Some(TrustState::NotSet {
             tenant_id: None,

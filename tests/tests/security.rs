@@ -7,7 +7,7 @@ use anyhow::{Context, ensure};
 use b2b::ports::ledger::{EventKey, EventStatus, InviteeResult};
 use b2b_dev_tenant::{API_CLIENT_ID, GUEST_INVITER_ROLE, MintToken, NewUser, User, UserType};
 use b2b_e2e::checks::{app_role, batch_failures, group_id, http_answer, user_id};
-use b2b_e2e::events::{cloud_event, http_request, sqs_event};
+use b2b_e2e::events::{cloud_event, sqs_event};
 use b2b_e2e::{FunctionProcess, TestEnv};
 use serde_json::{Value, json};
 
@@ -24,16 +24,7 @@ async fn environment() -> anyhow::Result<TestEnv> {
 /// A v2.0 user token for the product's API, as Entra issues it.
 fn bearer(env: &TestEnv, user: &str, body: &str) -> anyhow::Result<Value> {
     let token = env.control().mint_token(MintToken::new(user, ""))?;
-    let auth = format!("Bearer {token}");
-    Ok(http_request(
-        "POST",
-        &[
-            ("content-type", "application/json"),
-            ("authorization", &auth),
-        ],
-        body.as_bytes(),
-        false,
-    ))
+    Ok(b2b_e2e::events::bearer_request(&token, body))
 }
 
 async fn call(function: &FunctionProcess, request: Value) -> anyhow::Result<(u16, Value)> {

@@ -175,13 +175,7 @@ impl EventWork<'_> {
     }
 
     pub(super) async fn plan_settings(&self) -> Result<PlanSettings, Abort> {
-        let rt = self.runtime;
-        Ok(PlanSettings {
-            default_delivery: rt.settings.mail.delivery,
-            redirect_url: rt.settings.redirect_url.clone(),
-            verified_domains: self.directory.verified_domains().await?,
-            policy: rt.settings.domains.clone(),
-        })
+        self.runtime.plan_settings(self.directory).await
     }
 
     /// The event's record: `accepted` when it was split into parts (and already recorded).

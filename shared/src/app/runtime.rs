@@ -13,6 +13,7 @@ use crate::adapters::mailer::{OutboxMailer, SesMailer};
 use crate::adapters::queue::SqsWorkQueue;
 use crate::adapters::secrets::fetch_secret;
 use crate::config::{AzureConfig, ConfigError, CredentialSource, Env, LedgerLocation, Settings};
+use crate::domain::plan::PlanSettings;
 use crate::ports::budget::WriteBudget;
 use crate::ports::directory::Directory;
 use crate::ports::ledger::Ledger;
@@ -143,6 +144,19 @@ impl Runtime {
 
     pub fn directory(&self, deadline: Instant) -> Arc<dyn Directory> {
         self.directories.at(deadline)
+    }
+
+    /// What plans depend on: the configuration and the tenant's verified domains.
+    pub async fn plan_settings(
+        &self,
+        directory: &dyn Directory,
+    ) -> Result<PlanSettings, super::Abort> {
+        Ok(PlanSettings {
+            default_delivery: self.settings.mail.delivery,
+            redirect_url: self.settings.redirect_url.clone(),
+            verified_domains: directory.verified_domains().await?,
+            policy: self.settings.domains.clone(),
+        })
     }
 }
 

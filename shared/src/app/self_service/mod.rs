@@ -32,7 +32,7 @@ use crate::domain::access::Access;
 use crate::domain::email::Email;
 use crate::domain::event::{Event, EventError, EventErrorKind, parse_envelope, parse_event};
 use crate::domain::offboard::grant_source_partner;
-use crate::domain::plan::{Plan, PlanSettings, plan_request};
+use crate::domain::plan::{Plan, plan_request};
 use crate::domain::policy::{Refusal, Requester, authorise_request};
 use crate::domain::request::{self, InviteRequest};
 use crate::ports::directory::{Directory, DirectoryUser, GUEST_INVITER_ROLE};
@@ -385,12 +385,7 @@ impl SelfService<'_> {
                 Ok(a) => (a.partner.clone(), a.access),
                 Err(refusal) => return Ok(Err(refusal)),
             };
-        let settings = PlanSettings {
-            default_delivery: rt.settings.mail.delivery,
-            redirect_url: rt.settings.redirect_url.clone(),
-            verified_domains: directory.verified_domains().await?,
-            policy: rt.settings.domains.clone(),
-        };
+        let settings = rt.plan_settings(directory).await?;
         let plan = plan_request(req, &partner, &requester, &settings);
         // All or nothing: a request with one invitee the policy refuses changes nothing.
         if let Some((_, refusal)) = plan.refused.first() {

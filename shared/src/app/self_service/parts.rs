@@ -11,7 +11,7 @@ use crate::domain::access::Access;
 use crate::domain::email::Email;
 use crate::domain::event::{EventError, EventErrorKind, parse_envelope};
 use crate::domain::offboard::grant_source_partner;
-use crate::domain::plan::{PlanSettings, plan_request};
+use crate::domain::plan::plan_request;
 use crate::domain::policy::{Refusal, Requester};
 use crate::domain::request::{self, InviteRequest};
 use crate::ports::directory::Directory;
@@ -214,12 +214,7 @@ impl SelfService<'_> {
                 .collect(),
             guest_inviter: data.requester.guest_inviter,
         };
-        let settings = PlanSettings {
-            default_delivery: rt.settings.mail.delivery,
-            redirect_url: rt.settings.redirect_url.clone(),
-            verified_domains: directory.verified_domains().await?,
-            policy: rt.settings.domains.clone(),
-        };
+        let settings = rt.plan_settings(directory).await?;
         // Planned again against the partner as registered now: a part never grants more
         // than the partner may, even if the partner changed since the request was accepted.
         let plan = plan_request(req, &partner, &requester, &settings);
