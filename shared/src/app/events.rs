@@ -117,7 +117,7 @@ impl EventWork<'_> {
         };
         if super::parts::is_part(&envelope, self.runtime.function) {
             if self.takes_parts {
-                return self.process_part(envelope, now).await;
+                return self.process_part(envelope, fallback, now).await;
             }
             // Never under the body's own key: that would take the key of a real part.
             let e = EventError::new(

@@ -57,6 +57,23 @@ impl Offboarding<'_> {
             self.ledger.put_partner(&partner).await?;
         }
         let mut guests = self.ledger.granted_by(&source).await?;
+        // A partner's guests it granted nothing to (a contract without access) still have
+        // accounts the end's action concerns.
+        if let Subject::Partner(id) = &end.subject {
+            for record in self.ledger.guests().await? {
+                if record.partner_id.as_deref() == Some(id.as_str())
+                    && record.state != GuestState::Deleted
+                    && !guests.iter().any(|g| g.email == record.email)
+                {
+                    guests.push(SourceGrants {
+                        source: source.clone(),
+                        email: record.email,
+                        user_id: record.user_id,
+                        grants: Vec::new(),
+                    });
+                }
+            }
+        }
         // A worker granted nothing beyond the invitation still has an account to act on.
         if let Some(email) = &end.email
             && !guests.iter().any(|g| &g.email == email)

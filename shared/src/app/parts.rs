@@ -155,15 +155,18 @@ impl EventWork<'_> {
     pub(super) async fn process_part(
         &self,
         envelope: Envelope,
+        fallback: EventKey,
         now: OffsetDateTime,
     ) -> Result<Processed, Abort> {
         let function = self.runtime.function;
         let key = envelope.key.scoped(function);
         let part = match read_part(&envelope, function) {
             Ok(part) => part,
+            // Under the message's own key, never the body's: a malformed body must not take
+            // the key of a real part.
             Err(e) => {
                 return self
-                    .reject(key, PART_TYPE, Rejection::Invalid(e), now)
+                    .reject(fallback, PART_TYPE, Rejection::Invalid(e), now)
                     .await;
             }
         };
