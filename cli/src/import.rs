@@ -598,12 +598,18 @@ pub async fn run(global: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> 
         .verified_domains()
         .await
         .context("reading the tenant's verified domains")?;
+    // The same count the summary gives at the end: every row, unreadable ones included.
+    let total = parsed.rows.len() + parsed.errors.len();
     eprintln!(
-        "importing {} row{} from {} into {}",
-        parsed.rows.len(),
-        if parsed.rows.len() == 1 { "" } else { "s" },
+        "importing {total} row{} from {} into {}{}",
+        if total == 1 { "" } else { "s" },
         args.file.display(),
-        ctx.describe()
+        ctx.describe(),
+        if parsed.errors.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} with errors, left out)", parsed.errors.len())
+        }
     );
     let importer = Importer {
         runtime: &runtime,

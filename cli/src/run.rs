@@ -239,6 +239,13 @@ pub async fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     let (payload, trigger) = payload_for(&ctx, input, function, args.via, args.keep_signature)?;
     let bar = Arc::new(Bar::new(0));
     let built = functions::build_with(&ctx, function, Some(bar.clone())).await?;
+    // Recorded before this run: the function answers from the record and does nothing.
+    let mut seen_before = Vec::new();
+    for key in &keys {
+        if let Some(record) = built.ledger.event(&key.scoped(function.name())).await? {
+            seen_before.push(record.key.to_string());
+        }
+    }
     let answer = built.invoke(payload).await;
     bar.finish();
     let (response, code) = match answer {
@@ -262,6 +269,14 @@ pub async fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     });
     if !events.is_empty() {
         outcome["events"] = Value::Array(events);
+    }
+    if !seen_before.is_empty() {
+        for key in &seen_before {
+            eprintln!(
+                "{key}: processed before; nothing was done again (the record is its first run's)"
+            );
+        }
+        outcome["duplicate"] = json!(seen_before);
     }
     if let Some(recorder) = &ctx.recorder {
         outcome["dryRun"] = json!({ "plannedWrites": recorder.writes() });

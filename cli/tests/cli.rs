@@ -466,3 +466,61 @@ async fn import_two_thousand_rows_once() {
     assert_eq!(writes_before, writes_after, "the second run wrote");
     tenant.shutdown().await;
 }
+
+/// What a new user tripped over: a second `run` of an event looked like a fresh invitation,
+/// and log lines carried colour codes into files.
+#[test]
+fn a_second_run_of_an_event_says_it_is_a_duplicate_and_logs_carry_no_colour_codes() {
+    let state = tempfile::tempdir().unwrap();
+    let file = repo_root().join("events/hr.record.added.json");
+    let run = || {
+        cli(
+            state.path(),
+            &[Path::new("--verbose"), Path::new("run"), file.as_path()],
+        )
+        .output()
+        .unwrap()
+    };
+    let first = run();
+    let (out, err) = text(&first);
+    assert!(first.status.success(), "{out}\n{err}");
+    let outcome: Value = serde_json::from_str(&out).unwrap();
+    assert!(outcome.get("duplicate").is_none(), "{out}");
+    assert!(err.contains("INFO"), "no log lines to look at: {err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "escape codes in redirected logs: {err:?}"
+    );
+
+    let second = run();
+    let (out, err) = text(&second);
+    assert!(second.status.success(), "{out}\n{err}");
+    let outcome: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        outcome["duplicate"],
+        serde_json::json!(["https://hr.contoso.com#hr-E-1042"]),
+        "{out}"
+    );
+    assert!(err.contains("processed before"), "{err}");
+}
+
+#[test]
+fn import_announces_the_rows_it_reports() {
+    let state = tempfile::tempdir().unwrap();
+    let file = state.path().join("three.csv");
+    std::fs::write(
+        &file,
+        "version:v1.0\n\
+         Email address to invite [inviteeEmail] Required,Redirection url [inviteRedirectURL] Required\n\
+         one@fabrikam.example,https://myapplications.microsoft.com\n\
+         not-an-address,https://myapplications.microsoft.com\n\
+         two@fabrikam.example,https://myapplications.microsoft.com\n",
+    )
+    .unwrap();
+    let o = cli(state.path(), &[Path::new("import"), file.as_path()])
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(err.contains("importing 3 rows"), "{err}");
+    assert!(out.contains("3 rows: 2 invited"), "{out}");
+}

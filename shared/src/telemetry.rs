@@ -26,7 +26,11 @@ pub fn init() {
             .with_writer(Masking(io::stdout))
             .try_init()
     } else {
-        builder.with_writer(Masking(io::stderr)).try_init()
+        // Colours only for a person at a terminal, never into files or pipes.
+        builder
+            .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+            .with_writer(Masking(io::stderr))
+            .try_init()
     };
     // A second init (tests, the CLI calling into a function) keeps the first subscriber.
     let _ = result;

@@ -642,7 +642,8 @@ fn note<T>(
             Ok(())
         }
         Err(DirectoryError::Permanent { code, message, .. }) => {
-            problems.push(format!("{what}: {code}: {message}"));
+            // The grant first, in words; Graph's code last, for whoever searches logs by it.
+            problems.push(format!("{what}: {message} ({code})"));
             Ok(())
         }
         Err(e) => Err(e.into()),

@@ -286,7 +286,8 @@ pub async fn ensure_assignable<D: Directory + ?Sized>(
         Some(why) => Err(DirectoryError::permanent(
             400,
             "GroupRefusesMembers",
-            format!("group {group_id}: {why}"),
+            // The caller names the group: the message says only why.
+            why.to_string(),
         )),
         None => Ok(()),
     }

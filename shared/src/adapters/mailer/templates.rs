@@ -561,6 +561,21 @@ mod tests {
     }
 
     #[test]
+    fn mailer_templates_end_a_sentence_once_after_a_name_ending_in_a_period() {
+        let templates = Templates::load(None).unwrap();
+        let mut v = vars();
+        v.partner_name = Some("Litware Inc.".into());
+        let mail = templates.render("en", &v).unwrap();
+        assert!(
+            mail.text.contains("as part of Litware Inc."),
+            "{}",
+            mail.text
+        );
+        assert!(!mail.text.contains("Inc.."), "{}", mail.text);
+        assert!(!mail.html.contains("Inc.."), "{}", mail.html);
+    }
+
+    #[test]
     fn mailer_templates_subject_is_one_line() {
         let dir = tempfile::tempdir().unwrap();
         custom_en(dir.path());
