@@ -156,7 +156,12 @@ impl Demo {
 
     /// A message with its addresses masked (unless shown) and object ids named.
     fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_string();
+        // The record keeps Graph's error code for logs and searches; a person reads the words.
+        let mut out = text
+            .split("; ")
+            .map(without_error_code)
+            .collect::<Vec<_>>()
+            .join("; ");
         for (grant, name) in &self.seeded.names {
             if uuid::Uuid::parse_str(grant).is_ok() {
                 out = out.replace(grant.as_str(), name);
@@ -686,5 +691,17 @@ fn on(setting: Option<bool>) -> &'static str {
     match setting {
         Some(true) => "on",
         _ => "unchanged",
+    }
+}
+
+/// `... (GroupRefusesMembers)` without the code in parentheses at its end.
+fn without_error_code(text: &str) -> &str {
+    match text.strip_suffix(')').and_then(|t| t.rsplit_once(" (")) {
+        Some((words, code))
+            if !code.is_empty() && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+        {
+            words
+        }
+        _ => text,
     }
 }
