@@ -60,7 +60,7 @@ pub const LONG_ABOUT: &str = "Invite guests in bulk from a CSV in the Entra port
         a digest of its content, so running the import again skips them. Rows with errors are \
         reported with their line numbers and never stop the others. A results CSV is written \
         next to the input (--results to choose).\n\
-        \nExit status: 0 when every row is done, 2 when some rows have errors, 75 when some rows \
+        \nExit status: 0 when every row is done, 65 when some rows have errors, 75 when some rows \
         failed for a transient reason (run again to retry them).";
 
 #[derive(Args, Debug)]
@@ -713,7 +713,7 @@ pub async fn run(global: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> 
     } else if errors.is_empty() {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(2)
+        ExitCode::from(crate::EX_DATAERR)
     })
 }
 

@@ -19,12 +19,13 @@ mod sweep;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "b2b-invites",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("B2B_COMMIT"), ")"),
     about = "Automated Microsoft Entra ID B2B guest onboarding, run locally",
     long_about = "Automated Microsoft Entra ID B2B guest onboarding, run locally.\n\n\
         Without Azure settings (AZURE_TENANT_ID, AZURE_CLIENT_ID and a credential) every \
@@ -42,7 +43,7 @@ struct Cli {
     command: Command,
 }
 
-/// Where local state lives. Not a global option: `report --state` filters by guest state.
+/// Where local state lives.
 #[derive(Args, Debug, Clone)]
 pub struct StateDir {
     /// Where local state lives: the dev tenant, the embedded ledger, the outbox and the
@@ -54,7 +55,7 @@ pub struct StateDir {
 /// Options every command takes.
 #[derive(Args, Debug, Clone)]
 struct Global {
-    /// The state folder: the subcommand's `--state DIR` (`--state-dir` for `report`).
+    /// The state folder: the subcommand's `--state DIR`.
     #[arg(skip)]
     state: Option<PathBuf>,
     /// Print each Graph write (and mail) instead of making it; reads still happen.
@@ -85,6 +86,45 @@ enum Command {
     /// List guests and their redemption state from Graph, joined with the ledger.
     #[command(long_about = report::LONG_ABOUT)]
     Report(report::ReportArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), e.g. `b2b-invites man > b2b-invites.1`.
+    Man,
+}
+
+#[derive(Args, Debug)]
+struct CompletionsArgs {
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
+}
+
+/// Exit statuses after sysexits.h, so scripts and schedulers can tell what went wrong.
+pub const EX_USAGE: u8 = 64;
+/// Input data was wrong: rows of an import, an event that is not JSON.
+pub const EX_DATAERR: u8 = 65;
+/// Configuration (a variable) is wrong.
+pub const EX_CONFIG: u8 = 78;
+
+/// Writes generated text to standard output; a reader that went away early is no failure.
+fn print_out(bytes: &[u8]) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    match std::io::stdout().write_all(bytes) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The exit status of a command that failed.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    let config = e.chain().any(|c| {
+        c.downcast_ref::<b2b::config::ConfigError>().is_some()
+            || matches!(
+                c.downcast_ref::<b2b::app::runtime::StartupError>(),
+                Some(b2b::app::runtime::StartupError::Config(_))
+            )
+    });
+    if config { EX_CONFIG } else { 1 }
 }
 
 impl Global {
@@ -114,14 +154,24 @@ fn init_logs(verbose: bool, quiet: bool) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let mut cli = Cli::parse();
+    let mut cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+                _ => ExitCode::from(EX_USAGE),
+            };
+        }
+    };
     cli.global.state = match &cli.command {
         Command::DevTenant(a) => a.state.dir.clone(),
         Command::Demo(a) => a.state.dir.clone(),
         Command::Run(a) => a.state.dir.clone(),
         Command::Import(a) => a.state.dir.clone(),
         Command::Sweep(a) => a.state.dir.clone(),
-        Command::Report(a) => a.state_dir.clone(),
+        Command::Report(a) => a.state.dir.clone(),
+        Command::Completions(_) | Command::Man => None,
     };
     // The demo narrates what the functions' warnings would say.
     init_logs(cli.global.verbose, matches!(cli.command, Command::Demo(_)));
@@ -132,12 +182,25 @@ async fn main() -> ExitCode {
         Command::Import(args) => import::run(&cli.global, args).await,
         Command::Sweep(args) => sweep::run(&cli.global, args).await,
         Command::Report(args) => report::run(&cli.global, args).await,
+        Command::Completions(args) => {
+            // Rendered whole first: the generator panics on a closed pipe (`| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut Cli::command(), "b2b-invites", &mut script);
+            print_out(&script)
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            match clap_mangen::Man::new(Cli::command()).render(&mut page) {
+                Ok(()) => print_out(&page),
+                Err(e) => Err(e.into()),
+            }
+        }
     };
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(exit_code(&e))
         }
     }
 }

@@ -1,7 +1,6 @@
 //! `report`: guests and their redemption state, from Graph joined with the ledger.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -31,14 +30,13 @@ pub const LONG_ABOUT: &str = "List guests and their redemption state. Every gues
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
-    /// Where local state lives (the dev tenant, the ledger) [default: .state]
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: crate::StateDir,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
-    /// Only guests in this state.
+    /// Only guests in this state of their invitation.
     #[arg(long, value_enum)]
-    state: Option<State>,
+    status: Option<State>,
     /// Only guests of this partner (its id).
     #[arg(long, value_name = "ID")]
     partner: Option<String>,
@@ -52,7 +50,7 @@ pub struct ReportArgs {
     #[arg(long)]
     no_groups: bool,
     /// List the registered partners and the trust of their tenants instead of guests.
-    #[arg(long, conflicts_with_all = ["state", "partner", "older_than", "no_groups"])]
+    #[arg(long, conflicts_with_all = ["status", "partner", "older_than", "no_groups"])]
     partners: bool,
 }
 
@@ -348,7 +346,7 @@ pub async fn run(global: &Global, args: ReportArgs) -> anyhow::Result<ExitCode> 
     }
     let rows = collect_with(&ctx, &runtime, !args.no_groups).await?;
     let filter = Filter {
-        state: args.state,
+        state: args.status,
         partner: args.partner,
         older_than: args.older_than,
         now: ctx.now()?,

@@ -23,10 +23,9 @@ fn cli<S: AsRef<std::ffi::OsStr>>(state: &Path, args: &[S]) -> Command {
     for var in b2b::config::VARIABLES {
         cmd.env_remove(var);
     }
-    let report = args.iter().any(|a| a.as_ref() == "report");
     cmd.env_remove("RUST_LOG")
         .args(args)
-        .arg(if report { "--state-dir" } else { "--state" })
+        .arg("--state")
         .arg(state)
         .current_dir(repo_root());
     cmd
@@ -281,7 +280,7 @@ async fn report_json_matches_the_ledger_and_the_tenant() {
             "report",
             "--format",
             "json",
-            "--state",
+            "--status",
             "pending",
             "--partner",
             "litware",
@@ -419,7 +418,7 @@ async fn import_two_thousand_rows_once() {
     cmd.env("GRAPH_MAX_WRITES_PER_SECOND", "200");
     let o = output(cmd).await;
     let (out, err) = text(&o);
-    assert_eq!(o.status.code(), Some(2), "{out}\n{err}");
+    assert_eq!(o.status.code(), Some(65), "{out}\n{err}");
     assert!(
         out.contains("2000 rows: 1950 invited, 0 already in the tenant, 0 done by an earlier run, 50 with errors"),
         "{out}"
@@ -457,7 +456,7 @@ async fn import_two_thousand_rows_once() {
     cmd.env("GRAPH_MAX_WRITES_PER_SECOND", "200");
     let o = output(cmd).await;
     let (out, err) = text(&o);
-    assert_eq!(o.status.code(), Some(2), "{out}\n{err}");
+    assert_eq!(o.status.code(), Some(65), "{out}\n{err}");
     assert!(
         out.contains("2000 rows: 0 invited, 0 already in the tenant, 1950 done by an earlier run, 50 with errors"),
         "{out}"
@@ -523,4 +522,44 @@ fn import_announces_the_rows_it_reports() {
     let (out, err) = text(&o);
     assert!(err.contains("importing 3 rows"), "{err}");
     assert!(out.contains("3 rows: 2 invited"), "{out}");
+}
+
+#[test]
+fn completions_man_page_version_and_exit_statuses_follow_conventions() {
+    let state = tempfile::tempdir().unwrap();
+    let bare = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_b2b-invites"));
+        for var in b2b::config::VARIABLES {
+            cmd.env_remove(var);
+        }
+        cmd.args(args).current_dir(state.path()).output().unwrap()
+    };
+    let bash = bare(&["completions", "bash"]);
+    assert!(bash.status.success());
+    assert!(String::from_utf8_lossy(&bash.stdout).contains("complete -F"));
+    let man = bare(&["man"]);
+    assert!(String::from_utf8_lossy(&man.stdout).starts_with(".ie"));
+    assert!(String::from_utf8_lossy(&man.stdout).contains(".TH b2b-invites 1"));
+    let version = String::from_utf8_lossy(&bare(&["--version"]).stdout).into_owned();
+    assert!(
+        version.starts_with("b2b-invites ") && version.contains('('),
+        "{version}"
+    );
+    // Usage error: 64 (sysexits), not clap's 2.
+    assert_eq!(bare(&["no-such-command"]).status.code(), Some(64));
+    // A configuration error: 78.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_b2b-invites"));
+    let o = cmd
+        .env("AZURE_TENANT_ID", "contoso.onmicrosoft.com")
+        .env_remove("AZURE_CLIENT_ID")
+        .args(["report", "--state"])
+        .arg(state.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(78),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
