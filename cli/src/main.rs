@@ -4,6 +4,7 @@
 //! functions would.
 
 mod aws;
+mod circuit;
 mod context;
 mod demo;
 mod dev_tenant;
@@ -48,7 +49,7 @@ struct Cli {
 pub struct StateDir {
     /// Where local state lives: the dev tenant, the embedded ledger, the outbox and the
     /// webhook secret [default: .state; the demo uses a fresh temporary folder]
-    #[arg(long = "state", value_name = "DIR")]
+    #[arg(long = "state", value_name = "DIR", global = true)]
     pub dir: Option<PathBuf>,
 }
 
@@ -86,6 +87,9 @@ enum Command {
     /// List guests and their redemption state from Graph, joined with the ledger.
     #[command(long_about = report::LONG_ABOUT)]
     Report(report::ReportArgs),
+    /// See the tenant-wide invitation circuit, or close it once Graph's block is lifted.
+    #[command(long_about = circuit::LONG_ABOUT)]
+    Circuit(circuit::CircuitArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
     /// Print the manual page (roff), e.g. `b2b-invites man > b2b-invites.1`.
@@ -171,6 +175,7 @@ async fn main() -> ExitCode {
         Command::Import(a) => a.state.dir.clone(),
         Command::Sweep(a) => a.state.dir.clone(),
         Command::Report(a) => a.state.dir.clone(),
+        Command::Circuit(a) => a.state.dir.clone(),
         Command::Completions(_) | Command::Man => None,
     };
     // The demo narrates what the functions' warnings would say.
@@ -182,6 +187,7 @@ async fn main() -> ExitCode {
         Command::Import(args) => import::run(&cli.global, args).await,
         Command::Sweep(args) => sweep::run(&cli.global, args).await,
         Command::Report(args) => report::run(&cli.global, args).await,
+        Command::Circuit(args) => circuit::run(&cli.global, args).await,
         Command::Completions(args) => {
             // Rendered whole first: the generator panics on a closed pipe (`| head`).
             let mut script = Vec::new();

@@ -563,3 +563,37 @@ fn completions_man_page_version_and_exit_statuses_follow_conventions() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn circuit_status_and_close_work_on_the_ledger() {
+    let state = tempfile::tempdir().unwrap();
+    {
+        let ledger = EmbeddedLedger::open(&state.path().join("ledger")).unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(ledger.open_circuit(
+            "Graph refused invitations: abuse block",
+            time::OffsetDateTime::now_utc(),
+        ))
+        .unwrap();
+    }
+    let circuit = |action: &str| {
+        let o = cli(state.path(), &["circuit", action]).output().unwrap();
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{out}\n{err}");
+        (serde_json::from_str::<Value>(&out).unwrap(), err)
+    };
+    let (status, _) = circuit("status");
+    assert_eq!(status["circuit"]["open"], true, "{status}");
+    assert!(
+        status["circuit"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("abuse")
+    );
+    let (closed, err) = circuit("close");
+    assert_eq!(closed["circuit"]["open"], false, "{closed}");
+    assert!(err.contains("circuit closed"), "{err}");
+    let (again, err) = circuit("close");
+    assert_eq!(again["circuit"]["open"], false);
+    assert!(err.contains("closed already"), "{err}");
+}

@@ -31,7 +31,7 @@ impl CircuitGate {
         probe_after: Duration,
     ) -> Result<(), Abort> {
         if self.blocked.load(Ordering::SeqCst) {
-            return Err(Abort::circuit_open());
+            return Err(refused_while_open());
         }
         let circuit = ledger.circuit().await?;
         if !circuit.open {
@@ -43,7 +43,7 @@ impl CircuitGate {
             return Ok(());
         }
         self.blocked.store(true, Ordering::SeqCst);
-        Err(Abort::circuit_open())
+        Err(refused_while_open())
     }
 
     /// Checked right before each invitation.
@@ -76,4 +76,14 @@ impl CircuitGate {
         }
         Ok(())
     }
+}
+
+/// A unit refused by the open circuit. The metric goes out with every refusal, not only when
+/// the circuit trips, so the alarm stays in alarm for as long as invitations are held back.
+fn refused_while_open() -> Abort {
+    tracing::error!(
+        metric = "InvitationCircuitOpen",
+        "invitation refused: the tenant-wide invitation circuit is open"
+    );
+    Abort::circuit_open()
 }
