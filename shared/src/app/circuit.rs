@@ -6,7 +6,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::Abort;
-use crate::ports::ledger::Ledger;
+use crate::ports::ledger::{Circuit, Ledger};
 
 /// What one process knows about the circuit while it works through a batch.
 #[derive(Debug, Default)]
@@ -78,6 +78,19 @@ impl CircuitGate {
     }
 }
 
+/// SQS keeps a message out of sight for at most 12 hours from its receive; a little less, so
+/// the change is never refused.
+const MAX_HOLD: Duration = Duration::from_secs(12 * 3600 - 300);
+
+/// How long work waits for an open circuit: until its next probe (at least a minute), within
+/// SQS's limit on a message's visibility.
+pub fn until_probe(circuit: &Circuit, now: OffsetDateTime, probe_after: Duration) -> Duration {
+    let since = circuit.probe_at.or(circuit.opened_at).unwrap_or(now);
+    let next = since + time::Duration::try_from(probe_after).unwrap_or(time::Duration::MAX);
+    let wait = Duration::try_from(next - now).unwrap_or(Duration::ZERO);
+    wait.clamp(Duration::from_secs(60), MAX_HOLD)
+}
+
 /// A unit refused by the open circuit. The metric goes out with every refusal, not only when
 /// the circuit trips, so the alarm stays in alarm for as long as invitations are held back.
 fn refused_while_open() -> Abort {
@@ -86,4 +99,44 @@ fn refused_while_open() -> Abort {
         "invitation refused: the tenant-wide invitation circuit is open"
     );
     Abort::circuit_open()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn work_waits_until_the_next_probe_within_sqs_limit() {
+        let opened = datetime!(2026-12-04 10:00 UTC);
+        let circuit = Circuit {
+            open: true,
+            reason: None,
+            opened_at: Some(opened),
+            probe_at: None,
+        };
+        let six_hours = Duration::from_secs(6 * 3600);
+        let an_hour_later = opened + time::Duration::hours(1);
+        assert_eq!(
+            until_probe(&circuit, an_hour_later, six_hours),
+            Duration::from_secs(5 * 3600)
+        );
+        // A probe is due (or overdue): the next look within a minute.
+        let later = opened + time::Duration::hours(7);
+        assert_eq!(
+            until_probe(&circuit, later, six_hours),
+            Duration::from_secs(60)
+        );
+        // Probes a day apart: no longer than SQS allows.
+        let day = Duration::from_secs(24 * 3600);
+        assert_eq!(until_probe(&circuit, opened, day), MAX_HOLD);
+        let probed = Circuit {
+            probe_at: Some(opened + time::Duration::hours(6)),
+            ..circuit
+        };
+        assert_eq!(
+            until_probe(&probed, opened + time::Duration::hours(7), six_hours),
+            Duration::from_secs(5 * 3600)
+        );
+    }
 }

@@ -10,7 +10,7 @@ use crate::adapters::http::build_client;
 use crate::adapters::ledger::{DynamoBudget, DynamoLedger, EmbeddedLedger};
 use crate::adapters::mailer::templates::Templates;
 use crate::adapters::mailer::{OutboxMailer, SesMailer};
-use crate::adapters::queue::SqsWorkQueue;
+use crate::adapters::queue::{SqsRedelivery, SqsWorkQueue};
 use crate::adapters::secrets::fetch_secret;
 use crate::config::{AzureConfig, ConfigError, CredentialSource, Env, LedgerLocation, Settings};
 use crate::domain::plan::PlanSettings;
@@ -19,7 +19,7 @@ use crate::ports::directory::Directory;
 use crate::ports::ledger::Ledger;
 use crate::ports::mailer::Mailer;
 use crate::ports::progress::Progress;
-use crate::ports::queue::WorkQueue;
+use crate::ports::queue::{Redelivery, WorkQueue};
 
 /// A start-up failure: one line, naming the variable where there is one.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +52,9 @@ pub struct Runtime {
     pub mail: Option<Arc<MailSender>>,
     /// `WORK_QUEUE_URL`: where large units go in parts; `None` does everything inline.
     pub queue: Option<Arc<dyn WorkQueue>>,
+    /// Where queued messages are held back while the invitation circuit is open; `None`
+    /// without AWS (local runs), where they are simply left for redelivery.
+    pub redelivery: Option<Arc<dyn Redelivery>>,
     /// `GRAPH_MAX_WRITES_PER_SECOND`: what sizes inline work and parts.
     pub writes_per_second: u32,
     /// `AZURE_TENANT_ID`: ours, named to trusted partners.
@@ -128,7 +131,11 @@ impl Runtime {
             ))),
             _ => None,
         };
+        let redelivery: Option<Arc<dyn Redelivery>> = aws
+            .as_ref()
+            .map(|aws| Arc::new(SqsRedelivery::new(aws_sdk_sqs::Client::new(aws))) as _);
         Ok(Runtime {
+            redelivery,
             function,
             settings: Arc::new(settings),
             directories: Arc::new(graph),

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use super::InvocationError;
 use super::http::{HttpRequest, Problem, json_response};
 use super::serve::Handler;
-use super::sqs::process_batch;
+use super::sqs::{hold_while_circuit_open, process_batch};
 use super::trigger::Trigger;
 use crate::app::Abort;
 use crate::app::circuit::CircuitGate;
@@ -145,6 +145,9 @@ impl Handler for EventFunction {
                     }
                 })
                 .await;
+                if gate.is_blocked() {
+                    hold_while_circuit_open(&event, &response, &self.runtime).await;
+                }
                 serde_json::to_value(response).map_err(|e| {
                     InvocationError::Failed(format!("cannot encode the batch response: {e}"))
                 })

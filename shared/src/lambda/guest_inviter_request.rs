@@ -10,7 +10,7 @@ use super::InvocationError;
 use super::event_function::{abort_problem, configured_webhook_secrets, rejection_problem};
 use super::http::{HttpRequest, Problem, json_response};
 use super::serve::Handler;
-use super::sqs::process_batch;
+use super::sqs::{hold_while_circuit_open, process_batch};
 use super::trigger::Trigger;
 use crate::adapters::entra_token::{EntraTokenValidator, TokenError};
 use crate::adapters::http::build_client;
@@ -246,6 +246,9 @@ impl Handler for GuestInviterRequest {
                     }
                 })
                 .await;
+                if gate.is_blocked() {
+                    hold_while_circuit_open(&event, &response, &self.runtime).await;
+                }
                 serde_json::to_value(response).map_err(|e| {
                     InvocationError::Failed(format!("cannot encode the batch response: {e}"))
                 })

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::app::Abort;
+use crate::app::runtime::Runtime;
 use crate::error::{Classify, FailureClass};
 
 /// A message is not started with less time than this left: it would only be cut off.
@@ -93,6 +94,52 @@ where
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = failures;
     response
+}
+
+/// Holds back the messages of the batch that failed while the invitation circuit is open, until
+/// its next probe: redelivered after the usual visibility timeout they would use up their
+/// receives and land in the dead-letter queue long before the block is lifted.
+pub async fn hold_while_circuit_open(
+    event: &SqsEvent,
+    response: &SqsBatchResponse,
+    runtime: &Runtime,
+) {
+    let Some(redelivery) = &runtime.redelivery else {
+        return;
+    };
+    let circuit = match runtime.ledger.circuit().await {
+        Ok(c) if c.open => c,
+        _ => return,
+    };
+    let now = runtime.settings.clock.now();
+    let delay =
+        crate::app::circuit::until_probe(&circuit, now, runtime.settings.circuit_probe_after);
+    let mut by_queue: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for record in &event.records {
+        let failed = response
+            .batch_item_failures
+            .iter()
+            .any(|f| Some(f.item_identifier.as_str()) == record.message_id.as_deref());
+        if let (true, Some(arn), Some(handle)) = (
+            failed,
+            record.event_source_arn.as_deref(),
+            record.receipt_handle.as_ref(),
+        ) {
+            by_queue.entry(arn).or_default().push(handle.clone());
+        }
+    }
+    for (arn, handles) in by_queue {
+        match redelivery.delay(arn, &handles, delay).await {
+            Ok(()) => tracing::warn!(
+                queue = arn,
+                held = handles.len(),
+                seconds = delay.as_secs(),
+                "invitation circuit open: messages held back until its next probe"
+            ),
+            // They come back after the usual visibility timeout instead.
+            Err(e) => tracing::warn!(queue = arn, error = %e, "could not hold messages back"),
+        }
+    }
 }
 
 fn failure(message_id: &str) -> BatchItemFailure {
