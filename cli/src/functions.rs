@@ -1,4 +1,4 @@
-//! The four functions, built from the same handler code the Lambda binaries serve, with the
+//! The five functions, built from the same handler code the Lambda binaries serve, with the
 //! command's environment (and, under `--dry-run`, a recording directory, ledger and mailer).
 
 use std::sync::Arc;

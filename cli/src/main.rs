@@ -34,7 +34,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
         with the embedded ledger and a mail outbox there too. With them, commands talk to \
         the real tenant exactly as the Lambda functions do; add --dry-run to see each \
         Graph write a command would make without making it.",
-    after_help = "Start with `b2b-invites demo`: a guided run through all four functions \
+    after_help = "Start with `b2b-invites demo`: a guided run through all five functions \
         against a fresh dev tenant."
 )]
 struct Cli {
@@ -72,7 +72,7 @@ enum Command {
     /// Serve the dev tenant (an emulated Entra tenant) until Ctrl-C, printing the variables that point at it.
     #[command(long_about = dev_tenant::LONG_ABOUT)]
     DevTenant(dev_tenant::DevTenantArgs),
-    /// A guided run of all four functions against a fresh dev tenant, ending with a report of every guest.
+    /// A guided run of all five functions against a fresh dev tenant, ending with a report of every guest.
     #[command(long_about = demo::LONG_ABOUT)]
     Demo(demo::DemoArgs),
     /// Feed an event (CloudEvents, EventBridge, or an AWS-shaped Lambda payload) to the function that takes it.
