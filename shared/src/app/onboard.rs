@@ -30,7 +30,7 @@ const REPLICATION_HORIZON: time::Duration = time::Duration::hours(1);
 
 /// Invitees handled at once. Writes are paced by the Graph client's limiter; this only
 /// overlaps their latency.
-const CONCURRENT_INVITEES: usize = 8;
+const CONCURRENT_INVITEES: usize = 4;
 
 /// The ports and facts one unit of work runs with.
 pub struct Onboarding<'a> {
