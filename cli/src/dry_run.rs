@@ -651,6 +651,10 @@ impl Ledger for OverlayLedger {
         Ok(())
     }
 
+    async fn end(&self, source: &str) -> Result<Option<EndRecord>, LedgerError> {
+        self.inner.end(source).await
+    }
+
     async fn ends(&self) -> Result<Vec<EndRecord>, LedgerError> {
         self.inner.ends().await
     }

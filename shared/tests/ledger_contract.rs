@@ -717,6 +717,11 @@ async fn ends_are_recorded_once_per_source(ledger: Arc<dyn Ledger>) {
     ledger.put_end(&end(EndState::Scheduled)).await.unwrap();
     ledger.put_end(&end(EndState::Done)).await.unwrap();
     assert_eq!(ledger.ends().await.unwrap(), vec![end(EndState::Done)]);
+    assert_eq!(
+        ledger.end("partner:litware").await.unwrap(),
+        Some(end(EndState::Done))
+    );
+    assert_eq!(ledger.end("partner:other").await.unwrap(), None);
 }
 
 macro_rules! contract {

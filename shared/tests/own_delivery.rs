@@ -134,6 +134,9 @@ impl Ledger for FailsAfterInvitation {
     async fn put_end(&self, end: &EndRecord) -> Result<(), LedgerError> {
         self.inner.put_end(end).await
     }
+    async fn end(&self, source: &str) -> Result<Option<EndRecord>, LedgerError> {
+        self.inner.end(source).await
+    }
     async fn ends(&self) -> Result<Vec<EndRecord>, LedgerError> {
         self.inner.ends().await
     }

@@ -359,12 +359,7 @@ impl EventWork<'_> {
         };
         let ledger = self.runtime.ledger.as_ref();
         let source = grant_source_hr(&ev.employee_id);
-        if ledger
-            .ends()
-            .await?
-            .iter()
-            .any(|e| e.end.subject.source() == source && e.event != *key)
-        {
+        if ledger.end(&source).await?.is_some_and(|e| e.event != *key) {
             return Ok(());
         }
         ledger

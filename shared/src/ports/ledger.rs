@@ -411,6 +411,8 @@ pub trait Ledger: Send + Sync {
     async fn forget_grants(&self, source: &str, email: &str) -> Result<(), LedgerError>;
     /// Records an end (replacing the source's earlier one).
     async fn put_end(&self, end: &EndRecord) -> Result<(), LedgerError>;
+    /// The end recorded for a source, if any.
+    async fn end(&self, source: &str) -> Result<Option<EndRecord>, LedgerError>;
     /// Every recorded end (a tenant has as many as partners and HR records that ended).
     async fn ends(&self) -> Result<Vec<EndRecord>, LedgerError>;
 

@@ -31,6 +31,10 @@ fn by_source(source: &str, email: &str) -> Item {
     )
 }
 
+fn end_key(source: &str) -> Item {
+    DynamoLedger::key(END_PK.into(), format!("END#{}", key_part(source)))
+}
+
 fn source_grants(item: &Item) -> Result<SourceGrants, LedgerError> {
     let text = |name: &str| {
         item.get(name)
@@ -140,11 +144,15 @@ impl DynamoLedger {
         Ok(())
     }
 
+    pub(super) async fn stored_end(&self, source: &str) -> Result<Option<EndRecord>, LedgerError> {
+        self.get(end_key(source), "end record")
+            .await?
+            .map(|item| doc(&item, "end record"))
+            .transpose()
+    }
+
     pub(super) async fn store_end(&self, end: &EndRecord) -> Result<(), LedgerError> {
-        let mut item = DynamoLedger::key(
-            END_PK.into(),
-            format!("END#{}", key_part(&end.end.subject.source())),
-        );
+        let mut item = end_key(&end.end.subject.source());
         item.insert(super::dynamodb::DOC.into(), s(encode(end)?));
         self.client()
             .put_item()

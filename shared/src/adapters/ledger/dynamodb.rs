@@ -634,6 +634,10 @@ impl Ledger for DynamoLedger {
         self.store_end(end).await
     }
 
+    async fn end(&self, source: &str) -> Result<Option<EndRecord>, LedgerError> {
+        self.stored_end(source).await
+    }
+
     async fn ends(&self) -> Result<Vec<EndRecord>, LedgerError> {
         self.all_ends().await
     }

@@ -637,6 +637,12 @@ impl Ledger for EmbeddedLedger {
             .await
     }
 
+    async fn end(&self, source: &str) -> Result<Option<EndRecord>, LedgerError> {
+        let source = source.to_string();
+        self.run(move |inner| inner.get(ENDS, &source, "end record"))
+            .await
+    }
+
     async fn ends(&self) -> Result<Vec<EndRecord>, LedgerError> {
         self.run(|inner| inner.all(ENDS, "end record")).await
     }
