@@ -165,6 +165,10 @@ struct LocalSweep(ResendStale);
 
 #[async_trait::async_trait]
 impl Handler for LocalSweep {
+    fn runtime(&self) -> &Runtime {
+        &self.0.runtime
+    }
+
     async fn handle(&self, payload: Value, deadline: Instant) -> Result<Value, InvocationError> {
         let overrides = match Trigger::recognise(payload)? {
             Trigger::Schedule(_) => Overrides::default(),

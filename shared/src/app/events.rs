@@ -3,12 +3,15 @@
 
 use std::time::Duration;
 use time::OffsetDateTime;
+use tracing::Instrument;
 
 use super::Abort;
 use super::circuit::CircuitGate;
 use super::onboard::Onboarding;
 use super::runtime::Runtime;
-use crate::domain::event::{Event, EventError, EventErrorKind, parse_envelope, parse_event};
+use crate::domain::event::{
+    Envelope, Event, EventError, EventErrorKind, parse_envelope, parse_event,
+};
 use crate::domain::offboard::{grant_source_hr, grant_source_partner};
 use crate::domain::plan::{self, Plan, PlanSettings};
 use crate::domain::trust::TrustState;
@@ -70,7 +73,14 @@ impl EventWork<'_> {
     /// function, the event, its outcome and the time it took.
     pub async fn process_body(&self, body: &[u8], fallback: EventKey) -> Result<Processed, Abort> {
         let started = std::time::Instant::now();
-        let result = self.process(body, fallback).await;
+        let envelope = parse_envelope(body);
+        let partner = envelope.as_ref().ok().and_then(partner_of);
+        let span = event_span(envelope.as_ref().ok(), &fallback);
+        let result = self
+            .process(envelope, fallback)
+            .instrument(span.clone())
+            .await;
+        let _entered = span.enter();
         let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let function = self.runtime.function;
         match &result {
@@ -102,12 +112,20 @@ impl EventWork<'_> {
                 )
             }
         }
+        self.runtime.metrics.publish(
+            function,
+            &super::counting::of_event(&result, partner.as_deref()),
+        );
         result
     }
 
-    async fn process(&self, body: &[u8], fallback: EventKey) -> Result<Processed, Abort> {
+    async fn process(
+        &self,
+        envelope: Result<Envelope, EventError>,
+        fallback: EventKey,
+    ) -> Result<Processed, Abort> {
         let now = self.runtime.settings.clock.now();
-        let envelope = match parse_envelope(body) {
+        let envelope = match envelope {
             Ok(e) => e,
             Err(e) => {
                 return self
@@ -379,4 +397,25 @@ pub(super) fn with_inviter_ids(
         }
     }
     changed.then_some(partner)
+}
+
+/// The span every line of one event's work is logged in: the event's `(source, id)` as
+/// `correlation_id` (`fallback` when the body names none), and its partner where it names one.
+pub fn event_span(envelope: Option<&Envelope>, fallback: &EventKey) -> tracing::Span {
+    let correlation = envelope.map_or(fallback, |e| &e.key).to_string();
+    let partner = envelope.and_then(partner_of);
+    tracing::info_span!(
+        "event",
+        correlation_id = correlation.as_str(),
+        partner = partner.as_deref()
+    )
+}
+
+/// The partner an event is for, where it names one (`data.partner.id`).
+fn partner_of(envelope: &Envelope) -> Option<String> {
+    envelope
+        .data
+        .pointer("/partner/id")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
 }

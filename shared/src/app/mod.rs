@@ -1,6 +1,7 @@
 //! Use cases: carrying out the core's plans through the ports.
 
 pub mod circuit;
+pub mod counting;
 pub mod events;
 pub mod mail;
 pub mod offboard;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::mail::MailSender;
+use crate::adapters::emf::EmfMetrics;
 use crate::adapters::graph::{GraphClient, RetryPolicy, build_credential};
 use crate::adapters::http::build_client;
 use crate::adapters::ledger::{DynamoBudget, DynamoLedger, EmbeddedLedger};
@@ -18,6 +19,7 @@ use crate::ports::budget::WriteBudget;
 use crate::ports::directory::Directory;
 use crate::ports::ledger::Ledger;
 use crate::ports::mailer::Mailer;
+use crate::ports::metrics::{Metrics, NoMetrics};
 use crate::ports::progress::Progress;
 use crate::ports::queue::{Redelivery, WorkQueue};
 
@@ -61,6 +63,8 @@ pub struct Runtime {
     pub tenant_id: String,
     /// Told how far each unit got; `None` in Lambda.
     pub progress: Option<Arc<dyn Progress>>,
+    /// Where the counts of the work go: EMF lines in Lambda, nowhere in local runs.
+    pub metrics: Arc<dyn Metrics>,
     /// Loaded only when an AWS service is configured.
     pub aws: Option<aws_config::SdkConfig>,
 }
@@ -145,6 +149,11 @@ impl Runtime {
             writes_per_second: azure.max_writes_per_second,
             progress: None,
             tenant_id: azure.tenant_id.clone(),
+            metrics: if env.var("AWS_LAMBDA_FUNCTION_NAME").is_some() {
+                Arc::new(EmfMetrics)
+            } else {
+                Arc::new(NoMetrics)
+            },
             aws,
         })
     }

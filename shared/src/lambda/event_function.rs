@@ -128,6 +128,10 @@ impl EventFunction {
 
 #[async_trait]
 impl Handler for EventFunction {
+    fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
     async fn handle(&self, payload: Value, deadline: Instant) -> Result<Value, InvocationError> {
         match Trigger::recognise(payload)? {
             Trigger::Sqs(event) => {

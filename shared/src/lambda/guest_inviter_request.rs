@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::InvocationError;
 use super::event_function::{abort_problem, configured_webhook_secrets, rejection_problem};
@@ -16,9 +17,12 @@ use crate::adapters::entra_token::{EntraTokenValidator, TokenError};
 use crate::adapters::http::build_client;
 use crate::app::Abort;
 use crate::app::circuit::CircuitGate;
+use crate::app::counting;
+use crate::app::events::event_span;
 use crate::app::runtime::{Runtime, StartupError};
 use crate::app::self_service::{Answer, Caller, SelfService};
 use crate::config::{ApiAudience, AzureConfig, ConfigError, Env};
+use crate::domain::event::parse_envelope;
 use crate::domain::signature;
 use crate::error::Classify;
 use crate::ports::ledger::{EventRecord, EventStatus};
@@ -144,11 +148,18 @@ impl GuestInviterRequest {
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         );
         let gate = CircuitGate::new();
-        match self
+        let envelope = parse_envelope(&request.body).ok();
+        let span = event_span(envelope.as_ref(), &fallback);
+        let result = self
             .service(&gate)
             .submit(&caller, &request.body, fallback, deadline)
-            .await
-        {
+            .instrument(span.clone())
+            .await;
+        let _entered = span.enter();
+        self.runtime
+            .metrics
+            .publish(FUNCTION, &counting::of_answer(&result));
+        match result {
             Ok(answer) => answer_response(answer),
             Err(abort) => {
                 abort.report_outage(FUNCTION);
@@ -227,6 +238,10 @@ fn unauthenticated(detail: &str, error: Option<&str>) -> Value {
 
 #[async_trait]
 impl Handler for GuestInviterRequest {
+    fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
     async fn handle(&self, payload: Value, deadline: Instant) -> Result<Value, InvocationError> {
         match Trigger::recognise(payload)? {
             Trigger::Http(request) => Ok(self.http(request, deadline).await),
@@ -238,9 +253,16 @@ impl Handler for GuestInviterRequest {
                         crate::ports::ledger::EventKey::new(FUNCTION, m.queue_arn, m.message_id);
                     let service = &service;
                     async move {
-                        service
+                        let envelope = parse_envelope(m.body.as_bytes()).ok();
+                        let span = event_span(envelope.as_ref(), &fallback);
+                        let result = service
                             .process_part(m.body.as_bytes(), fallback, m.deadline)
-                            .await
+                            .instrument(span)
+                            .await;
+                        self.runtime
+                            .metrics
+                            .publish(FUNCTION, &counting::of_part(&result));
+                        result
                             .map(|_| ())
                             .inspect_err(|abort| abort.report_outage(FUNCTION))
                     }

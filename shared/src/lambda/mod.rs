@@ -4,7 +4,6 @@
 pub mod event_function;
 pub mod guest_inviter_request;
 pub mod http;
-pub mod metrics;
 pub mod resend_stale;
 pub mod serve;
 pub mod sqs;

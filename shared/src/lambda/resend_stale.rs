@@ -7,9 +7,9 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::InvocationError;
-use super::metrics::{Emf, Unit};
 use super::serve::Handler;
 use super::trigger::Trigger;
+use crate::adapters::emf::{Emf, Unit};
 use crate::app::circuit::CircuitGate;
 use crate::app::offboard::Offboarding;
 use crate::app::runtime::{Runtime, StartupError};
@@ -19,7 +19,7 @@ use crate::config::{Env, Scope, SweepConfig};
 pub const FUNCTION: &str = "resend-stale";
 
 /// The CloudWatch namespace of the product's metrics.
-pub const METRICS_NAMESPACE: &str = "B2BInvites";
+pub const METRICS_NAMESPACE: &str = crate::adapters::emf::NAMESPACE;
 
 const ACCEPTED: &str = "an EventBridge schedule, or a direct invocation with \
     {\"dryRun\":true|false,\"scope\":\"managed\"|\"all\"}";
@@ -177,6 +177,10 @@ pub fn summary_metrics(summary: &Summary) -> Emf {
 
 #[async_trait]
 impl Handler for ResendStale {
+    fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
     async fn handle(&self, payload: Value, deadline: Instant) -> Result<Value, InvocationError> {
         let overrides = match Trigger::recognise(payload)? {
             Trigger::Schedule(_) => Overrides::default(),

@@ -8,12 +8,16 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::{InvocationError, work_deadline};
-use crate::app::runtime::StartupError;
+use crate::app::runtime::{Runtime, StartupError};
+use crate::ports::metrics::{Counts, Measure};
 
 /// A function's handler: one payload in, one answer out.
 #[async_trait]
 pub trait Handler: Send + Sync + 'static {
     async fn handle(&self, payload: Value, deadline: Instant) -> Result<Value, InvocationError>;
+
+    /// What the handler works with: its function's name and where its counts go.
+    fn runtime(&self) -> &Runtime;
 }
 
 /// Builds the handler, then serves invocations until the runtime stops. Bad configuration
@@ -35,6 +39,12 @@ where
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let handler = Arc::clone(&handler);
         async move {
+            if crate::telemetry::invocation_started() {
+                let runtime = handler.runtime();
+                runtime
+                    .metrics
+                    .publish(runtime.function, &Counts::one(Measure::ColdStart));
+            }
             let deadline = work_deadline(event.context.deadline);
             handler
                 .handle(event.payload, deadline)

@@ -4,6 +4,7 @@ pub mod budget;
 pub mod directory;
 pub mod ledger;
 pub mod mailer;
+pub mod metrics;
 pub mod progress;
 pub mod queue;
 

@@ -2,7 +2,7 @@
 //! CloudWatch Logs, where CloudWatch extracts the metrics. No API call, no extra permission.
 //!
 //! ```
-//! use b2b::lambda::metrics::{Emf, Unit};
+//! use b2b::adapters::emf::{Emf, Unit};
 //! let mut record = Emf::new("B2BInvites");
 //! record
 //!     .group(&[("Function", "resend-stale")])
@@ -15,6 +15,8 @@
 
 use serde_json::{Map, Value, json};
 use std::io::Write;
+
+use crate::ports::metrics::{Counts, Metrics};
 
 /// Units CloudWatch accepts that the product uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,16 +38,29 @@ impl Unit {
     }
 }
 
+/// The product's one namespace.
+pub const NAMESPACE: &str = "B2BInvites";
+
 /// Metrics that share one set of dimensions.
 #[derive(Debug, Clone, Default)]
 pub struct Group {
     dimensions: Vec<(String, String)>,
+    /// Further dimension sets the same values are published under, each a subset of
+    /// `dimensions`' names (e.g. per function as well as per function and partner).
+    rollups: Vec<Vec<String>>,
     metrics: Vec<(String, f64, Unit)>,
 }
 
 impl Group {
     pub fn metric(&mut self, name: &str, value: f64, unit: Unit) -> &mut Group {
         self.metrics.push((name.to_string(), value, unit));
+        self
+    }
+
+    /// Publishes the group's metrics under these of its dimensions as well.
+    pub fn rollup(&mut self, names: &[&str]) -> &mut Group {
+        self.rollups
+            .push(names.iter().map(|n| n.to_string()).collect());
         self
     }
 }
@@ -81,6 +96,7 @@ impl Emf {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            rollups: Vec::new(),
             metrics: Vec::new(),
         });
         self.groups.last_mut().expect("just pushed")
@@ -127,9 +143,21 @@ impl Emf {
             }
             let dimension_names: Vec<&str> =
                 group.dimensions.iter().map(|(k, _)| k.as_str()).collect();
+            let mut sets = vec![dimension_names.clone()];
+            for rollup in &group.rollups {
+                if let Some(unknown) = rollup
+                    .iter()
+                    .find(|n| !dimension_names.contains(&n.as_str()))
+                {
+                    return Err(EmfError(format!(
+                        "'{unknown}' is not a dimension of the group"
+                    )));
+                }
+                sets.push(rollup.iter().map(String::as_str).collect());
+            }
             directives.push(json!({
                 "Namespace": self.namespace,
-                "Dimensions": [dimension_names],
+                "Dimensions": sets,
                 "Metrics": metrics,
             }));
         }
@@ -155,6 +183,29 @@ impl Emf {
             }
             Err(e) => tracing::error!(error = %e, "metrics not published"),
         }
+    }
+}
+
+/// Counts published as EMF lines, under [`NAMESPACE`], per function and, where there is a
+/// partner, per function and partner.
+pub struct EmfMetrics;
+
+impl Metrics for EmfMetrics {
+    fn publish(&self, function: &str, counts: &Counts) {
+        if counts.is_empty() {
+            return;
+        }
+        let mut record = Emf::new(NAMESPACE);
+        let group = match &counts.partner {
+            Some(partner) => record
+                .group(&[("Function", function), ("Partner", partner)])
+                .rollup(&["Function"]),
+            None => record.group(&[("Function", function)]),
+        };
+        for (measure, n) in counts.iter() {
+            group.metric(measure.name(), n as f64, Unit::Count);
+        }
+        record.emit();
     }
 }
 
@@ -206,6 +257,27 @@ mod tests {
         );
         let mut record = Emf::new("B2BInvites");
         record.group(&[]).metric("X", f64::NAN, Unit::Count);
+        assert!(record.to_json(0).is_err());
+    }
+
+    #[test]
+    fn a_rollup_publishes_the_same_values_under_fewer_dimensions() {
+        let mut record = Emf::new(NAMESPACE);
+        record
+            .group(&[("Function", "partner-signed"), ("Partner", "litware")])
+            .rollup(&["Function"])
+            .metric("Invited", 2.0, Unit::Count);
+        let v = record.to_json(0).unwrap();
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Function", "Partner"], ["Function"]])
+        );
+        assert_eq!(v["Partner"], "litware");
+        let mut record = Emf::new(NAMESPACE);
+        record
+            .group(&[("Function", "x")])
+            .rollup(&["Partner"])
+            .metric("Invited", 1.0, Unit::Count);
         assert!(record.to_json(0).is_err());
     }
 }
