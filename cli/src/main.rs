@@ -13,6 +13,7 @@ mod functions;
 mod graph_read;
 mod import;
 mod progress;
+mod redrive;
 mod report;
 mod run;
 mod sweep;
@@ -90,6 +91,9 @@ enum Command {
     /// See the tenant-wide invitation circuit, or close it once Graph's block is lifted.
     #[command(long_about = circuit::LONG_ABOUT)]
     Circuit(circuit::CircuitArgs),
+    /// Send a dead-letter queue's messages back to the queue they came from, and say how many.
+    #[command(long_about = redrive::LONG_ABOUT)]
+    Redrive(redrive::RedriveArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
     /// Print the manual page (roff), e.g. `b2b-invites man > b2b-invites.1`.
@@ -176,7 +180,7 @@ async fn main() -> ExitCode {
         Command::Sweep(a) => a.state.dir.clone(),
         Command::Report(a) => a.state.dir.clone(),
         Command::Circuit(a) => a.state.dir.clone(),
-        Command::Completions(_) | Command::Man => None,
+        Command::Redrive(_) | Command::Completions(_) | Command::Man => None,
     };
     // The demo narrates what the functions' warnings would say.
     init_logs(cli.global.verbose, matches!(cli.command, Command::Demo(_)));
@@ -188,6 +192,7 @@ async fn main() -> ExitCode {
         Command::Sweep(args) => sweep::run(&cli.global, args).await,
         Command::Report(args) => report::run(&cli.global, args).await,
         Command::Circuit(args) => circuit::run(&cli.global, args).await,
+        Command::Redrive(args) => redrive::run(args).await,
         Command::Completions(args) => {
             // Rendered whole first: the generator panics on a closed pipe (`| head`).
             let mut script = Vec::new();

@@ -597,3 +597,102 @@ fn circuit_status_and_close_work_on_the_ledger() {
     assert_eq!(again["circuit"]["open"], false);
     assert!(err.contains("closed already"), "{err}");
 }
+
+/// The AWS emulator's SQS (scripts/aws-emulator), as the command would find a deployment's.
+async fn emulator_sqs() -> aws_sdk_sqs::Client {
+    std::env::var("AWS_ENDPOINT_URL")
+        .expect("AWS_ENDPOINT_URL: start the emulator, eval \"$(scripts/aws-emulator env)\"");
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    aws_sdk_sqs::Client::new(&config)
+}
+
+#[tokio::test]
+async fn redrive_sends_dead_letters_back_to_their_queue_and_says_how_many() {
+    let sqs = emulator_sqs().await;
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let dlq = sqs
+        .create_queue()
+        .queue_name(format!("redrive-dlq-{suffix}"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    let source = sqs
+        .create_queue()
+        .queue_name(format!("redrive-src-{suffix}"))
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
+            serde_json::json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5" })
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    for n in 0..3 {
+        sqs.send_message()
+            .queue_url(&dlq)
+            .message_body(format!("{{\"n\":{n}}}"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let redrive = |queue: String| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_b2b-invites"));
+        cmd.env_remove("AWS_PROFILE").args(["redrive", &queue]);
+        cmd
+    };
+
+    let o = output(redrive(format!("redrive-dlq-{suffix}"))).await;
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    let result: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(result["status"], "COMPLETED", "{result}");
+    assert_eq!(result["moved"], 3, "{result}");
+    assert!(err.contains("3 message(s) moved back"), "{err}");
+    let mut bodies = Vec::new();
+    for _ in 0..3 {
+        let received = sqs
+            .receive_message()
+            .queue_url(&source)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        bodies.extend(received.messages().iter().filter_map(|m| m.body().map(str::to_string)));
+        if bodies.len() == 3 {
+            break;
+        }
+    }
+    bodies.sort();
+    assert_eq!(bodies, ["{\"n\":0}", "{\"n\":1}", "{\"n\":2}"]);
+
+    // By ARN now: empty, so nothing is moved.
+    let o = output(redrive(dlq_arn.clone())).await;
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["moved"], 0);
+    assert!(err.contains("nothing was moved"), "{err}");
+
+    // A queue that is nobody's dead-letter queue, and one that does not exist: usage errors.
+    let o = output(redrive(source.clone())).await;
+    assert_eq!(o.status.code(), Some(64), "{}", text(&o).1);
+    assert!(text(&o).1.contains("not the dead-letter queue"), "{}", text(&o).1);
+    let o = output(redrive(format!("no-such-queue-{suffix}"))).await;
+    assert_eq!(o.status.code(), Some(64), "{}", text(&o).1);
+    assert!(text(&o).1.contains("no queue"), "{}", text(&o).1);
+}

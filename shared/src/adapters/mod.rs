@@ -1,5 +1,6 @@
 //! Implementations of the ports.
 
+pub mod dead_letters;
 pub mod emf;
 pub mod entra_token;
 pub mod graph;

@@ -1,0 +1,85 @@
+"""The local AWS emulator: moto's server, plus SQS's message move task, which moto lacks.
+
+StartMessageMoveTask, ListMessageMoveTasks and CancelMessageMoveTask are what
+`b2b-invites redrive` sends dead-lettered messages back with. Here a task moves every visible
+message of the dead-letter queue at once and is listed as COMPLETED; AWS moves them over time,
+reporting RUNNING with its counts until it is done. Without a DestinationArn, AWS sends each
+message back to the queue it came from; moto does not keep that, so a dead-letter queue must
+serve exactly one source queue then (each of this project's queues has its own).
+
+Run as: python aws_emulator.py -H HOST -p PORT   (moto_server's arguments)
+"""
+
+import sys
+import time
+import uuid
+
+from moto.core.responses import ActionResult
+from moto.server import main
+from moto.sqs.exceptions import SQSException
+from moto.sqs.responses import SQSResponse
+
+# Tasks per (account, region), newest first, as ListMessageMoveTasks reports them.
+_tasks: dict[tuple[str, str], list[dict]] = {}
+
+
+def _queue(backend, arn):
+    for queue in backend.queues.values():
+        if queue.queue_arn == arn:
+            return queue
+    raise SQSException("ResourceNotFoundException", f"The resource that you specified for the SourceArn parameter doesn't exist: {arn}")
+
+
+def start_message_move_task(self):
+    backend = self.sqs_backend
+    source_arn = self._get_param("SourceArn")
+    destination_arn = self._get_param("DestinationArn")
+    dead_letters = _queue(backend, source_arn)
+    sources = backend.list_dead_letter_source_queues(dead_letters.name)
+    if not sources:
+        raise SQSException("InvalidParameterValue", "Source queue must be configured as a Dead Letter Queue.")
+    if destination_arn:
+        destination = _queue(backend, destination_arn)
+    elif len(sources) == 1:
+        destination = sources[0]
+    else:
+        raise SQSException("InvalidParameterValue", "this emulator moves back only from a dead-letter queue of one source queue; give DestinationArn")
+    messages = [m for m in dead_letters._messages if m.visible]
+    for message in messages:
+        backend.send_message(destination.name, message.body, message_attributes=message.message_attributes)
+        dead_letters._messages.remove(message)
+    handle = uuid.uuid4().hex
+    task = {
+        "TaskHandle": handle,
+        "Status": "COMPLETED",
+        "SourceArn": source_arn,
+        "ApproximateNumberOfMessagesMoved": len(messages),
+        "ApproximateNumberOfMessagesToMove": len(messages),
+        "StartedTimestamp": int(time.time() * 1000),
+    }
+    if destination_arn:
+        task["DestinationArn"] = destination_arn
+    _tasks.setdefault((self.current_account, self.region), []).insert(0, task)
+    return ActionResult({"TaskHandle": handle})
+
+
+def list_message_move_tasks(self):
+    source_arn = self._get_param("SourceArn")
+    _queue(self.sqs_backend, source_arn)
+    limit = int(self._get_param("MaxResults") or 1)
+    tasks = [t for t in _tasks.get((self.current_account, self.region), []) if t["SourceArn"] == source_arn]
+    # A task handle is only reported while the task runs.
+    results = [{k: v for k, v in t.items() if k != "TaskHandle"} for t in tasks[:limit]]
+    return ActionResult({"Results": results})
+
+
+def cancel_message_move_task(self):
+    raise SQSException("ResourceNotFoundException", "no running message move task: this emulator completes each at once")
+
+
+SQSResponse.start_message_move_task = start_message_move_task
+SQSResponse.list_message_move_tasks = list_message_move_tasks
+SQSResponse.cancel_message_move_task = cancel_message_move_task
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
