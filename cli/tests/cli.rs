@@ -673,7 +673,12 @@ async fn redrive_sends_dead_letters_back_to_their_queue_and_says_how_many() {
             .send()
             .await
             .unwrap();
-        bodies.extend(received.messages().iter().filter_map(|m| m.body().map(str::to_string)));
+        bodies.extend(
+            received
+                .messages()
+                .iter()
+                .filter_map(|m| m.body().map(str::to_string)),
+        );
         if bodies.len() == 3 {
             break;
         }
@@ -691,7 +696,11 @@ async fn redrive_sends_dead_letters_back_to_their_queue_and_says_how_many() {
     // A queue that is nobody's dead-letter queue, and one that does not exist: usage errors.
     let o = output(redrive(source.clone())).await;
     assert_eq!(o.status.code(), Some(64), "{}", text(&o).1);
-    assert!(text(&o).1.contains("not the dead-letter queue"), "{}", text(&o).1);
+    assert!(
+        text(&o).1.contains("not the dead-letter queue"),
+        "{}",
+        text(&o).1
+    );
     let o = output(redrive(format!("no-such-queue-{suffix}"))).await;
     assert_eq!(o.status.code(), Some(64), "{}", text(&o).1);
     assert!(text(&o).1.contains("no queue"), "{}", text(&o).1);

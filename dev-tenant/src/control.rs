@@ -51,6 +51,27 @@ pub struct FaultMatcher {
     pub path_prefix: Option<String>,
 }
 
+impl FaultMatcher {
+    /// Requests with this method (any case; `None`: every method) whose path starts with
+    /// `path_prefix` (`""` matches every path).
+    pub fn on(method: Option<&str>, path_prefix: &str) -> FaultMatcher {
+        FaultMatcher {
+            method: method.map(str::to_string),
+            path_prefix: Some(path_prefix.to_string()),
+        }
+    }
+
+    pub(crate) fn matches(&self, method: &str, path: &str) -> bool {
+        self.method
+            .as_deref()
+            .is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && self
+                .path_prefix
+                .as_deref()
+                .is_none_or(|p| path.starts_with(p))
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum FaultKind {
     /// 429 with Graph's body; `Retry-After` only when given (decimal seconds allowed).
@@ -69,6 +90,36 @@ pub enum FaultKind {
     PermissionDenied,
     /// 403 on `POST /invitations` until `clear_abuse_block`, whatever `times` says.
     AbuseBlock,
+}
+
+/// The shape `POST /_dev/faults` takes: `{"kind":"serverError","status":503}`,
+/// `{"kind":"slow","delaySeconds":0.3}`, `{"kind":"tooManyRequests","retryAfter":2.5}`...
+impl Serialize for FaultKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        match self {
+            FaultKind::TooManyRequests { retry_after } => {
+                m.serialize_entry("kind", "tooManyRequests")?;
+                if let Some(r) = retry_after {
+                    m.serialize_entry("retryAfter", r)?;
+                }
+            }
+            FaultKind::ServerError(status) => {
+                m.serialize_entry("kind", "serverError")?;
+                m.serialize_entry("status", status)?;
+            }
+            FaultKind::Slow(d) => {
+                m.serialize_entry("kind", "slow")?;
+                m.serialize_entry("delaySeconds", &d.as_secs_f64())?;
+            }
+            FaultKind::DropConnection => m.serialize_entry("kind", "dropConnection")?,
+            FaultKind::AnswerLost => m.serialize_entry("kind", "answerLost")?,
+            FaultKind::PermissionDenied => m.serialize_entry("kind", "permissionDenied")?,
+            FaultKind::AbuseBlock => m.serialize_entry("kind", "abuseBlock")?,
+        }
+        m.end()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -120,6 +171,10 @@ pub struct RequestLogEntry {
 pub(crate) struct FaultState {
     pub queue: Vec<Fault>,
     pub abuse_block: bool,
+    /// Random and windowed faults, with their generator; see `crate::chaos`.
+    pub chaos: Option<crate::chaos::ChaosState>,
+    /// What chaos fired since it was last set.
+    pub fired: Vec<crate::chaos::FiredFault>,
 }
 
 pub(crate) struct Limiter {

@@ -3,6 +3,7 @@
 //! Microsoft Graph v1.0 subset that b2b-invites uses, with Graph's shapes and errors.
 //! See README.md for the `/_dev` control routes and the known differences from Graph.
 
+mod chaos;
 mod control;
 mod cross_tenant;
 mod crypto;
@@ -28,6 +29,7 @@ use rand::Rng;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use chaos::{Chaos, ChaosRule, FaultWindow, FiredFault};
 pub use control::{Control, Fault, FaultKind, FaultMatcher, RequestLogEntry, WriteLimit};
 pub use cross_tenant::{FABRIKAM_TENANT_ID, LITWARE_TENANT_ID};
 pub use directory::{API_APP_ID_URI, API_CLIENT_ID, FederatedKey};

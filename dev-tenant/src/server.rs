@@ -214,6 +214,7 @@ pub(crate) async fn front(
             }
             kind
         })
+        .or_else(|| crate::chaos::draw(&mut faults, method.as_str(), &path, graph))
     };
 
     let mut log_entry = RequestLogEntry {

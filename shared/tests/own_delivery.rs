@@ -204,7 +204,8 @@ async fn a_guest_whose_record_was_lost_after_the_invitation_is_mailed_exactly_on
     .to_string();
     let fallback = EventKey::new("partner-signed", "test", "fallback");
     let deliver = || async {
-        let directory = runtime.directory(Instant::now() + Duration::from_secs(60));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let directory = runtime.directory(deadline);
         let gate = CircuitGate::new();
         EventWork {
             runtime: &runtime,
@@ -212,6 +213,7 @@ async fn a_guest_whose_record_was_lost_after_the_invitation_is_mailed_exactly_on
             gate: &gate,
             accepts: &["partner.signed"],
             takes_parts: true,
+            deadline,
         }
         .process_body(body.as_bytes(), fallback.clone())
         .await

@@ -20,6 +20,7 @@ pub mod events;
 pub mod process;
 pub mod queue;
 pub mod runtime_api;
+pub mod soak;
 
 pub use env::{LedgerKind, MAIL_FROM, OutboxMail, TestEnv, TestEnvBuilder, WEBHOOK_SECRETS};
 pub use process::{FunctionProcess, Output, Profile, binary_path, target_dir};

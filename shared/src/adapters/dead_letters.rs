@@ -34,13 +34,17 @@ impl MoveTask {
 pub enum RedriveError {
     #[error("no queue '{0}' (give its URL, ARN or name)")]
     NoSuchQueue(String),
-    #[error("'{0}' is not the dead-letter queue of any queue: nothing to send its messages back to")]
+    #[error(
+        "'{0}' is not the dead-letter queue of any queue: nothing to send its messages back to"
+    )]
     NotDeadLetters(String),
     #[error("SQS refused: {0}")]
     Sqs(String),
 }
 
-fn sqs<E: std::error::Error + Send + Sync + 'static>(e: aws_sdk_sqs::error::SdkError<E>) -> RedriveError {
+fn sqs<E: std::error::Error + Send + Sync + 'static>(
+    e: aws_sdk_sqs::error::SdkError<E>,
+) -> RedriveError {
     RedriveError::Sqs(format!("{}", aws_sdk_sqs::error::DisplayErrorContext(e)))
 }
 

@@ -18,8 +18,21 @@ use crate::domain::trust::TrustState;
 use crate::ports::directory::Directory;
 use crate::ports::ledger::{Claim, EventKey, EventRecord, EventStatus};
 
-/// How long a claim keeps other processes off an event: longer than any invocation (15 min).
+/// The longest a claim keeps other processes off an event: longer than any invocation (15 min).
 pub(crate) const CLAIM_LEASE: Duration = Duration::from_secs(16 * 60);
+
+/// Kept past the work's deadline: the claim holder's last ledger writes, and clock skew.
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
+
+/// How long a claim taken now keeps other processes off the event: until the work that took it
+/// must have ended (`deadline`, after which its Graph calls stop and Lambda ends the
+/// invocation), never longer than [`CLAIM_LEASE`]. An environment that died mid-batch so holds
+/// its events no longer than its invocation could have run, and their redelivery after the
+/// visibility timeout does them, instead of finding them claimed until the lease ran out.
+pub(crate) fn claim_lease(deadline: tokio::time::Instant) -> Duration {
+    (deadline.saturating_duration_since(tokio::time::Instant::now()) + LEASE_MARGIN)
+        .min(CLAIM_LEASE)
+}
 
 /// Why an event was refused: never retried.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +78,8 @@ pub struct EventWork<'a> {
     pub accepts: &'a [&'a str],
     /// Whether the body came from the function's own queue, where its parts wait.
     pub takes_parts: bool,
+    /// When this unit's work must end: the claim it takes lasts no longer.
+    pub deadline: tokio::time::Instant,
 }
 
 impl EventWork<'_> {
@@ -152,7 +167,7 @@ impl EventWork<'_> {
                 .await;
         }
         let key = envelope.key.scoped(self.runtime.function);
-        if let Some(record) = claim(self.runtime.ledger.as_ref(), &key, now).await? {
+        if let Some(record) = claim(self.runtime.ledger.as_ref(), &key, now, self.deadline).await? {
             return Ok(Processed::Duplicate(record));
         }
         let event_type = envelope.event_type.clone();
@@ -320,7 +335,7 @@ impl EventWork<'_> {
         if let Claim::Completed(record) = self
             .runtime
             .ledger
-            .claim_event(&key, CLAIM_LEASE, now)
+            .claim_event(&key, claim_lease(self.deadline), now)
             .await?
         {
             return Ok(Processed::Duplicate(*record));
@@ -358,8 +373,9 @@ pub(crate) async fn claim(
     ledger: &dyn crate::ports::ledger::Ledger,
     key: &EventKey,
     now: OffsetDateTime,
+    deadline: tokio::time::Instant,
 ) -> Result<Option<EventRecord>, Abort> {
-    match ledger.claim_event(key, CLAIM_LEASE, now).await? {
+    match ledger.claim_event(key, claim_lease(deadline), now).await? {
         Claim::Completed(record) => {
             tracing::info!(event = %key, "event already processed: nothing done again");
             Ok(Some(*record))
@@ -418,4 +434,22 @@ fn partner_of(envelope: &Envelope) -> Option<String> {
         .pointer("/partner/id")
         .and_then(serde_json::Value::as_str)
         .map(str::to_string)
+}
+
+#[cfg(test)]
+mod lease_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_claim_lasts_until_the_work_must_have_ended_and_never_past_lambdas_longest() {
+        let now = tokio::time::Instant::now();
+        let lease = claim_lease(now + Duration::from_secs(20));
+        assert!(
+            lease > Duration::from_secs(25) && lease <= Duration::from_secs(30),
+            "{lease:?}"
+        );
+        assert_eq!(claim_lease(now + Duration::from_secs(3600)), CLAIM_LEASE);
+        // Work past its deadline still keeps others off for the margin.
+        assert_eq!(claim_lease(now), LEASE_MARGIN);
+    }
 }

@@ -171,7 +171,7 @@ impl EventWork<'_> {
             }
         };
         let ledger = self.runtime.ledger.as_ref();
-        if let Some(record) = claim(ledger, &key, now).await? {
+        if let Some(record) = claim(ledger, &key, now, self.deadline).await? {
             // An earlier attempt may have stopped between the part's record and the count.
             self.part_done(&part.event, &part.partner_id, part.part, part.parts, now)
                 .await?;

@@ -52,6 +52,7 @@ impl EventFunction {
         directory: &'a dyn crate::ports::Directory,
         gate: &'a CircuitGate,
         takes_parts: bool,
+        deadline: Instant,
     ) -> EventWork<'a> {
         EventWork {
             runtime: &self.runtime,
@@ -59,6 +60,7 @@ impl EventFunction {
             gate,
             accepts: self.accepts,
             takes_parts,
+            deadline,
         }
     }
 
@@ -87,7 +89,7 @@ impl EventFunction {
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         );
         match self
-            .work(directory.as_ref(), &gate, false)
+            .work(directory.as_ref(), &gate, false, deadline)
             .process_body(&request.body, fallback)
             .await
         {
@@ -142,7 +144,7 @@ impl Handler for EventFunction {
                     let gate = &gate;
                     async move {
                         let directory = self.runtime.directory(m.deadline);
-                        self.work(directory.as_ref(), gate, true)
+                        self.work(directory.as_ref(), gate, true, m.deadline)
                             .process_body(m.body.as_bytes(), fallback)
                             .await
                             .map(|_| ())

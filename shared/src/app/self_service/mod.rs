@@ -179,7 +179,7 @@ impl SelfService<'_> {
             }
         };
         let key = authorised.key.clone();
-        if let Some(record) = claim(ledger, &key, now).await? {
+        if let Some(record) = claim(ledger, &key, now, deadline).await? {
             return Ok(seen_before(record, caller));
         }
         let fits = self.runtime.queue.is_none()

@@ -139,7 +139,7 @@ impl SelfService<'_> {
         let (envelope, data, req) = match parsed {
             Ok(p) => p,
             Err(e) => {
-                if let Some(record) = claim(ledger, &fallback, now).await? {
+                if let Some(record) = claim(ledger, &fallback, now, deadline).await? {
                     return Ok(PartProcessed::Duplicate(record));
                 }
                 let rejection = Rejection::Invalid(e);
@@ -150,7 +150,7 @@ impl SelfService<'_> {
             }
         };
         let key = envelope.key.scoped(self.runtime.function);
-        if let Some(record) = claim(ledger, &key, now).await? {
+        if let Some(record) = claim(ledger, &key, now, deadline).await? {
             return Ok(PartProcessed::Duplicate(record));
         }
         let directory = self.runtime.directory(deadline);
