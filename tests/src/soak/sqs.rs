@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use crate::checks::batch_failures;
 use crate::events::{SqsMessage, sqs_batch};
 use crate::{FunctionProcess, Output, TestEnv};
+use b2b::ports::ledger::EventKey;
 
 /// Receives before SQS moves a message to the dead-letter queue (the template's).
 pub const MAX_RECEIVE_COUNT: u32 = 5;
@@ -164,6 +165,8 @@ pub struct Delivery {
     pub ended: time::OffsetDateTime,
     pub receive_count: u32,
     pub outcome: Outcome,
+    /// For an acknowledged message: whether its event had a record when it was deleted.
+    pub recorded_when_acked: Option<bool>,
 }
 
 /// Every delivery of every message, in the order they ended.
@@ -228,6 +231,17 @@ impl Poller<'_> {
         self.env.spawn_with(self.function, &vars).await
     }
 
+    /// Whether the message's event has a record (done or refused) now: under its own
+    /// `(source, id)`, or under the queue's ARN and the message id when the body names none.
+    async fn recorded(&self, m: &SqsMessage) -> anyhow::Result<bool> {
+        let envelope = serde_json::from_str::<serde_json::Value>(&m.body).unwrap_or_default();
+        let key = match (envelope["source"].as_str(), envelope["id"].as_str()) {
+            (Some(source), Some(id)) => EventKey::new(self.function, source, id),
+            _ => EventKey::new(self.function, &self.queue.arn, &m.message_id),
+        };
+        Ok(self.env.ledger().await?.event(&key).await?.is_some())
+    }
+
     pub async fn run(mut self) -> anyhow::Result<EnvironmentReport> {
         let mut report = EnvironmentReport {
             name: self.name.clone(),
@@ -284,6 +298,7 @@ impl Poller<'_> {
                 ended: time::OffsetDateTime::now_utc(),
                 receive_count: m.receive_count,
                 outcome,
+                recorded_when_acked: None,
             };
             report.batches += 1;
             let answer = if kill_now {
@@ -324,6 +339,10 @@ impl Poller<'_> {
                 let planted = failed.contains(&m.message_id)
                     && self
                         .ack_one_failed
+                        .is_some_and(|f| !f.load(Ordering::SeqCst))
+                    && !self.recorded(m).await?
+                    && self
+                        .ack_one_failed
                         .is_some_and(|flag| !flag.swap(true, Ordering::SeqCst));
                 let outcome = if planted {
                     Outcome::AckedDespiteFailure
@@ -332,7 +351,10 @@ impl Poller<'_> {
                 } else {
                     Outcome::Acked
                 };
+                let mut delivery = journal(outcome, m);
                 if outcome != Outcome::Failed {
+                    // Deleting is acknowledging: the event must be on record by now.
+                    delivery.recorded_when_acked = Some(self.recorded(m).await?);
                     self.queue
                         .client
                         .delete_message()
@@ -341,7 +363,7 @@ impl Poller<'_> {
                         .send()
                         .await?;
                 }
-                self.journal.add(journal(outcome, m));
+                self.journal.add(delivery);
             }
         }
         report.peak_rss_kib = report.peak_rss_kib.max(process.peak_rss_kib().unwrap_or(0));

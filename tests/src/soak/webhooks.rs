@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use b2b::ports::ledger::EventKey;
 use b2b_dev_tenant::MintToken;
 use serde_json::{Value, json};
 
@@ -30,6 +31,8 @@ pub struct Call {
     pub attempts: Vec<(time::OffsetDateTime, time::OffsetDateTime, u16)>,
     /// The answer the caller kept: a success or a refusal; `None` when it gave up.
     pub answered: Option<u16>,
+    /// Whether the request was on record when it was answered.
+    pub recorded_when_answered: Option<bool>,
 }
 
 pub struct Webhooks<'a> {
@@ -135,6 +138,7 @@ impl<'a> Webhooks<'a> {
                 request_id: String::new(),
                 attempts: Vec::new(),
                 answered: None,
+                recorded_when_answered: None,
             };
             for attempt in 0..ATTEMPTS {
                 call.request_id = uuid::Uuid::new_v4().to_string();
@@ -163,6 +167,15 @@ impl<'a> Webhooks<'a> {
                     .push((started, time::OffsetDateTime::now_utc(), status));
                 if !retryable(status) {
                     call.answered = Some(status);
+                    // Done under the request's `(source, id)`; refused under its request id.
+                    let key = match (status, &event.key) {
+                        (200, Some((source, id))) => EventKey::new(function, source, id),
+                        _ => {
+                            EventKey::new(function, format!("webhook:{function}"), &call.request_id)
+                        }
+                    };
+                    call.recorded_when_answered =
+                        Some(self.env.ledger().await?.event(&key).await?.is_some());
                     break;
                 }
                 let backoff = Duration::from_millis(500 << attempt.min(4));
