@@ -46,7 +46,10 @@ pub async fn run(global: &Global, args: CircuitArgs) -> anyhow::Result<ExitCode>
             eprintln!("dry run: the circuit would be closed");
         } else {
             ledger.close_circuit().await?;
-            eprintln!("circuit closed: invitations resume with the next event");
+            eprintln!(
+                "circuit closed: invitations resume with the next event; the alarm clears with \
+                 the next resend-stale run"
+            );
         }
     }
     let now = ledger.circuit().await?;

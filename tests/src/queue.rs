@@ -13,6 +13,28 @@ use crate::{FunctionProcess, TestEnv};
 /// Receives before a message goes to the dead-letter queue (the template's `MaxReceiveCount`).
 const MAX_RECEIVE_COUNT: u32 = 5;
 
+/// SQS on the emulator the environment's DynamoDB ledger runs on.
+pub async fn emulator_sqs(env: &TestEnv) -> anyhow::Result<aws_sdk_sqs::Client> {
+    let var = |name: &str| {
+        env.var(name)
+            .map(String::from)
+            .with_context(|| format!("{name} is not set (a DynamoDB ledger starts the emulator)"))
+    };
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(var("AWS_ENDPOINT_URL")?)
+        .region(aws_config::Region::new(var("AWS_REGION")?))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            var("AWS_ACCESS_KEY_ID")?,
+            var("AWS_SECRET_ACCESS_KEY")?,
+            None,
+            None,
+            "aws-emulator",
+        ))
+        .load()
+        .await;
+    Ok(aws_sdk_sqs::Client::new(&config))
+}
+
 pub struct WorkQueue {
     pub client: aws_sdk_sqs::Client,
     pub url: String,
@@ -21,24 +43,7 @@ pub struct WorkQueue {
 impl WorkQueue {
     /// A new queue on the emulator the environment's DynamoDB ledger runs on.
     pub async fn create(env: &TestEnv) -> anyhow::Result<WorkQueue> {
-        let var = |name: &str| {
-            env.var(name).map(String::from).with_context(|| {
-                format!("{name} is not set (a DynamoDB ledger starts the emulator)")
-            })
-        };
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(var("AWS_ENDPOINT_URL")?)
-            .region(aws_config::Region::new(var("AWS_REGION")?))
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                var("AWS_ACCESS_KEY_ID")?,
-                var("AWS_SECRET_ACCESS_KEY")?,
-                None,
-                None,
-                "aws-emulator",
-            ))
-            .load()
-            .await;
-        let client = aws_sdk_sqs::Client::new(&config);
+        let client = emulator_sqs(env).await?;
         let url = client
             .create_queue()
             .queue_name(format!("b2b-e2e-work-{}", uuid::Uuid::new_v4().simple()))

@@ -60,7 +60,7 @@ fn published(stdout: &[String]) -> anyhow::Result<Vec<Published>> {
                 found.push((name.clone(), record[&name].clone(), sets.clone()));
             }
             ensure!(
-                record["Function"] == "hr-record-added",
+                sets == [Vec::<String>::new()] || record["Function"] == "hr-record-added",
                 "the Function dimension names the function: {line}"
             );
         }
@@ -114,11 +114,21 @@ async fn every_metric_is_published_and_every_log_line_is_lambda_json() -> anyhow
     let first_process = function.stop().await;
     control.clear_faults();
     // The client keeps Graph's Retry-After for the process; a new one starts afresh.
-    let function = env.spawn("hr-record-added").await?;
-    // The tenant blocked: the circuit opens, and stays open for the next message.
+    let function = env
+        .spawn_with("hr-record-added", &[("CIRCUIT_PROBE_AFTER", "1s")])
+        .await?;
+    // The tenant blocked: the circuit opens, and stays open for the next message; once the
+    // block is lifted, the probe closes it.
     control.inject(Fault::new(FaultKind::AbuseBlock));
     ensure!(deliver(&function, &[("m-6", &hr_record(6))], quick).await? == ["m-6"]);
     ensure!(deliver(&function, &[("m-7", &hr_record(7))], quick).await? == ["m-7"]);
+    control.clear_abuse_block();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    ensure!(
+        deliver(&function, &[("m-8", &hr_record(8))], quick)
+            .await?
+            .is_empty()
+    );
     let mut output = function.stop().await;
     output.stdout.splice(0..0, first_process.stdout);
     output.stderr.splice(0..0, first_process.stderr);
@@ -148,9 +158,22 @@ async fn every_metric_is_published_and_every_log_line_is_lambda_json() -> anyhow
             .sum()
     };
     ensure!(count("ColdStart") == 2.0, "one cold start per process");
-    ensure!(count("Invited") == 1.0, "one guest invited");
+    ensure!(count("Invited") == 2.0, "two guests invited");
     ensure!(count("CircuitOpen") == 2.0, "both blocked messages counted");
-    for (name, _, sets) in &metrics {
+    // The alarm's metric, without dimensions: open while refused, then closed by the probe.
+    let circuit: Vec<f64> = metrics
+        .iter()
+        .filter(|(n, ..)| n == "InvitationCircuitOpen")
+        .filter_map(|(_, v, _)| v.as_f64())
+        .collect();
+    ensure!(
+        circuit.first() == Some(&1.0) && circuit.last() == Some(&0.0),
+        "the circuit's state as published: {circuit:?}"
+    );
+    for (name, _, sets) in metrics
+        .iter()
+        .filter(|(n, ..)| n != "InvitationCircuitOpen")
+    {
         ensure!(
             sets == &[vec!["Function".to_string()]],
             "{name}: an HR record names no partner, so only the Function dimension"

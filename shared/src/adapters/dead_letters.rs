@@ -1,6 +1,8 @@
 //! Dead-lettered messages sent back to the queue they came from, after the cause is fixed,
 //! by SQS's message move task: SQS moves them itself, at its own pace, keeping their bodies.
 
+use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesError;
+use aws_sdk_sqs::operation::get_queue_url::GetQueueUrlError;
 use aws_sdk_sqs::types::QueueAttributeName;
 
 /// A dead-letter queue and the queues whose failures land in it.
@@ -48,6 +50,17 @@ fn sqs<E: std::error::Error + Send + Sync + 'static>(
     RedriveError::Sqs(format!("{}", aws_sdk_sqs::error::DisplayErrorContext(e)))
 }
 
+/// SQS's answer about `queue` as an error: `NoSuchQueue` when `missing` says so.
+fn about<E: std::error::Error + Send + Sync + 'static>(
+    queue: &str,
+    missing: fn(&E) -> bool,
+) -> impl FnOnce(aws_sdk_sqs::error::SdkError<E>) -> RedriveError + '_ {
+    move |e| match e.as_service_error() {
+        Some(s) if missing(s) => RedriveError::NoSuchQueue(queue.to_string()),
+        _ => sqs(e),
+    }
+}
+
 pub struct SqsDeadLetters {
     client: aws_sdk_sqs::Client,
 }
@@ -75,12 +88,7 @@ impl SqsDeadLetters {
                 .set_queue_owner_aws_account_id(owner.map(str::to_string))
                 .send()
                 .await
-                .map_err(|e| match e.as_service_error() {
-                    Some(s) if s.is_queue_does_not_exist() => {
-                        RedriveError::NoSuchQueue(queue.to_string())
-                    }
-                    _ => sqs(e),
-                })?;
+                .map_err(about(queue, GetQueueUrlError::is_queue_does_not_exist))?;
             found
                 .queue_url()
                 .ok_or_else(|| RedriveError::NoSuchQueue(queue.to_string()))?
@@ -94,12 +102,10 @@ impl SqsDeadLetters {
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
             .send()
             .await
-            .map_err(|e| match e.as_service_error() {
-                Some(s) if s.is_queue_does_not_exist() => {
-                    RedriveError::NoSuchQueue(queue.to_string())
-                }
-                _ => sqs(e),
-            })?;
+            .map_err(about(
+                queue,
+                GetQueueAttributesError::is_queue_does_not_exist,
+            ))?;
         let attribute = |name| attributes.attributes().and_then(|a| a.get(&name)).cloned();
         let arn = attribute(QueueAttributeName::QueueArn)
             .ok_or_else(|| RedriveError::Sqs(format!("{url}: no QueueArn attribute")))?;

@@ -207,7 +207,19 @@ impl Metrics for EmfMetrics {
         }
         record.emit();
     }
+
+    fn circuit(&self, open: bool) {
+        let mut record = Emf::new(NAMESPACE);
+        // No dimensions: the one metric the circuit alarm watches, whichever function saw it.
+        record
+            .group(&[])
+            .metric(CIRCUIT_METRIC, if open { 1.0 } else { 0.0 }, Unit::Count);
+        record.emit();
+    }
 }
+
+/// The tenant-wide circuit's state, 1 open and 0 closed.
+pub const CIRCUIT_METRIC: &str = "InvitationCircuitOpen";
 
 #[cfg(test)]
 mod tests {

@@ -1,25 +1,44 @@
 //! The tenant-wide invitation circuit (SPEC section 5): once Graph blocks invitations, no
 //! function invites again until an operator closes the circuit or a probe succeeds.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::Abort;
 use crate::ports::ledger::{Circuit, Ledger};
+use crate::ports::metrics::Metrics;
 
 /// What one process knows about the circuit while it works through a batch.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct CircuitGate {
     /// Set the moment this process sees the block, so no later call needs the ledger to know.
     blocked: AtomicBool,
     /// This process holds the probe: its next invitation decides.
     probing: AtomicBool,
+    /// Told the circuit's state whenever this process finds it open or closes it.
+    metrics: Option<Arc<dyn Metrics>>,
 }
 
 impl CircuitGate {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A gate that reports the circuit's state: open with every refusal, closed when its
+    /// probe closes it, so the alarm on it clears only then.
+    pub fn reporting(metrics: Arc<dyn Metrics>) -> Self {
+        CircuitGate {
+            metrics: Some(metrics),
+            ..Self::default()
+        }
+    }
+
+    fn report(&self, open: bool) {
+        if let Some(m) = &self.metrics {
+            m.circuit(open);
+        }
     }
 
     /// Whether inviting may proceed. Reads the ledger; an open circuit lets one probe
@@ -31,6 +50,7 @@ impl CircuitGate {
         probe_after: Duration,
     ) -> Result<(), Abort> {
         if self.blocked.load(Ordering::SeqCst) {
+            self.report(true);
             return Err(refused_while_open());
         }
         let circuit = ledger.circuit().await?;
@@ -43,6 +63,7 @@ impl CircuitGate {
             return Ok(());
         }
         self.blocked.store(true, Ordering::SeqCst);
+        self.report(true);
         Err(refused_while_open())
     }
 
@@ -55,6 +76,7 @@ impl CircuitGate {
     pub async fn trip(&self, ledger: &dyn Ledger, reason: &str, now: OffsetDateTime) -> Abort {
         self.blocked.store(true, Ordering::SeqCst);
         self.probing.store(false, Ordering::SeqCst);
+        self.report(true);
         tracing::error!(
             reason,
             metric = "InvitationCircuitOpen",
@@ -72,6 +94,7 @@ impl CircuitGate {
     pub async fn invitation_succeeded(&self, ledger: &dyn Ledger) -> Result<(), Abort> {
         if self.probing.swap(false, Ordering::SeqCst) {
             ledger.close_circuit().await?;
+            self.report(false);
             tracing::warn!("probe invitation succeeded: invitation circuit closed");
         }
         Ok(())

@@ -79,7 +79,7 @@ impl EventFunction {
             return problem.response();
         }
         let directory = self.runtime.directory(deadline);
-        let gate = CircuitGate::new();
+        let gate = CircuitGate::reporting(self.runtime.metrics.clone());
         let fallback = EventKey::new(
             self.runtime.function,
             format!("webhook:{}", self.runtime.function),
@@ -138,7 +138,7 @@ impl Handler for EventFunction {
         match Trigger::recognise(payload)? {
             Trigger::Sqs(event) => {
                 // One gate for the batch: a block seen by one message stops the rest.
-                let gate = CircuitGate::new();
+                let gate = CircuitGate::reporting(self.runtime.metrics.clone());
                 let response = process_batch(&event, deadline, |m| {
                     let fallback = EventKey::new(self.runtime.function, m.queue_arn, m.message_id);
                     let gate = &gate;

@@ -147,7 +147,7 @@ impl GuestInviterRequest {
                 .clone()
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         );
-        let gate = CircuitGate::new();
+        let gate = CircuitGate::reporting(self.runtime.metrics.clone());
         let envelope = parse_envelope(&request.body).ok();
         let span = event_span(envelope.as_ref(), &fallback);
         let result = self
@@ -246,7 +246,7 @@ impl Handler for GuestInviterRequest {
         match Trigger::recognise(payload)? {
             Trigger::Http(request) => Ok(self.http(request, deadline).await),
             Trigger::Sqs(event) => {
-                let gate = CircuitGate::new();
+                let gate = CircuitGate::reporting(self.runtime.metrics.clone());
                 let service = self.service(&gate);
                 let response = process_batch(&event, deadline, |m| {
                     let fallback =

@@ -120,7 +120,7 @@ impl ResendStale {
     /// One sweep with `config`, to be done by `deadline`.
     pub async fn sweep(&self, config: &SweepConfig, deadline: Instant) -> Summary {
         let directory = self.runtime.directory(deadline);
-        let gate = CircuitGate::new();
+        let gate = CircuitGate::reporting(self.runtime.metrics.clone());
         let settings = &self.runtime.settings;
         let mut summary = Sweep {
             directory: directory.as_ref(),

@@ -91,6 +91,9 @@ impl Counts {
 pub trait Metrics: Send + Sync {
     /// Publishes `counts` for `function` (the function's own name, e.g. `partner-signed`).
     fn publish(&self, function: &str, counts: &Counts);
+
+    /// Publishes the tenant-wide invitation circuit's state (the metric its alarm watches).
+    fn circuit(&self, open: bool);
 }
 
 /// Counts nothing: local runs, whose summary says what happened.
@@ -98,4 +101,5 @@ pub struct NoMetrics;
 
 impl Metrics for NoMetrics {
     fn publish(&self, _: &str, _: &Counts) {}
+    fn circuit(&self, _: bool) {}
 }

@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::Context;
 use b2b_dev_tenant::{Chaos, ChaosRule, FaultKind, FaultMatcher, FaultWindow, WriteLimit};
 use tokio::time::Instant;
 
@@ -248,21 +247,7 @@ pub async fn run(config: SoakConfig) -> anyhow::Result<Verdict> {
     }
     let events = plan::events(config.seed, config.events, &partners, &partners_group);
 
-    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(env.var("AWS_ENDPOINT_URL").context("AWS_ENDPOINT_URL")?)
-        .region(aws_config::Region::new(
-            env.var("AWS_REGION").unwrap_or("eu-west-1").to_string(),
-        ))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            env.var("AWS_ACCESS_KEY_ID").unwrap_or("testing"),
-            env.var("AWS_SECRET_ACCESS_KEY").unwrap_or("testing"),
-            None,
-            None,
-            "aws-emulator",
-        ))
-        .load()
-        .await;
-    let client = aws_sdk_sqs::Client::new(&aws);
+    let client = crate::queue::emulator_sqs(&env).await?;
     let mut queues = HashMap::new();
     for route in [Route::PartnerSigned, Route::HrRecordAdded] {
         queues.insert(
