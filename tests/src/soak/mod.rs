@@ -78,7 +78,10 @@ impl SoakConfig {
     pub fn full(seed: u64) -> SoakConfig {
         SoakConfig {
             events: 10_000,
-            arrival_per_second: 7.0,
+            // What five environments per function keep up with here, Graph's replication delay
+            // and the emulator being what bound them.
+            arrival_per_second: 5.0,
+            environments: 5,
             profile: Profile::Release,
             write_limit: WriteLimit::GRAPH,
             writes_per_second: 18,
