@@ -639,3 +639,37 @@ async fn guest_inviter_queues_300_invitees_and_invites_each_exactly_once() -> an
     queue.delete().await?;
     Ok(())
 }
+
+/// The inviter's token is Entra's word that the user exists: a user Graph does not show yet
+/// (created moments ago) is a 503 to send again, not a refusal, and nothing is recorded.
+#[tokio::test]
+async fn an_inviter_graph_does_not_show_yet_is_asked_to_retry_not_refused() -> anyhow::Result<()> {
+    let env = environment(LedgerKind::Embedded).await?;
+    let control = env.control();
+    Litware::signed(&env).await?;
+    // Sam was invited a moment ago; Graph answers 404 for him for the next minute.
+    control.set_replication_delay(Some(Duration::from_secs(60)));
+    let function = env.spawn(FUNCTION).await?;
+    let sam_token = token(&env, "sam@litware.com")?;
+    let body = request("req-lag", "sam@litware.com", &colleagues(1), None);
+
+    let (status, _, answer) = call(&function, bearer(&sam_token, &body)).await?;
+    ensure!(status == 503, "status {status}: {answer}");
+    ensure!(
+        invitation_posts(&control).is_empty(),
+        "invited while refused"
+    );
+
+    control.set_replication_delay(None);
+    let (status, _, answer) = call(&function, bearer(&sam_token, &body)).await?;
+    ensure!(status == 200, "status {status}: {answer}");
+    function.stop().await;
+    let record = env
+        .ledger()
+        .await?
+        .event(&EventKey::new(FUNCTION, PORTAL, "req-lag"))
+        .await?
+        .context("no record")?;
+    ensure!(record.status == EventStatus::Completed, "{record:?}");
+    Ok(())
+}

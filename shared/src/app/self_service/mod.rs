@@ -292,9 +292,11 @@ impl SelfService<'_> {
         let user = match caller {
             Caller::Token { oid } => match found(directory.get_user(oid).await)? {
                 Some(user) => user,
+                // Entra signed a token for this user, so the user exists: Graph has not caught
+                // up with a user created moments ago (SPEC 5.1). Asked again, not refused.
                 None => {
-                    return Ok(Err(format!(
-                        "the token's user {oid} is not in the directory"
+                    return Err(Abort::transient(format!(
+                        "the token's user {oid} is not in Graph yet; send the request again"
                     )));
                 }
             },
