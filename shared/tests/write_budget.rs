@@ -31,22 +31,23 @@ async fn environments_drawing_at_once_share_one_rate() {
     let started = Instant::now();
     let draws = budgets.into_iter().map(|budget| {
         tokio::spawn(async move {
-            let mut granted = 0u32;
+            let (mut granted, mut refused) = (0u32, 0u32);
             while started.elapsed() < run_for {
-                let grant = budget.take(2).await.unwrap();
+                let within = run_for.saturating_sub(started.elapsed());
+                let grant = budget.take(2, within).await.unwrap();
+                // Reserved writes start at their turn, which the caller waits for.
+                tokio::time::sleep(grant.wait.max(Duration::from_millis(1))).await;
                 granted += grant.tokens;
-                if grant.tokens == 0 {
-                    tokio::time::sleep(grant.wait.max(Duration::from_millis(5))).await;
-                }
+                refused += u32::from(grant.tokens == 0);
             }
-            granted
+            (granted, refused)
         })
     });
-    let per_environment: Vec<u32> = futures::future::join_all(draws)
+    let (per_environment, refused): (Vec<u32>, Vec<u32>) = futures::future::join_all(draws)
         .await
         .into_iter()
         .map(Result::unwrap)
-        .collect();
+        .unzip();
     let total: u32 = per_environment.iter().sum();
     let elapsed = started.elapsed().as_secs_f64();
     // The rate over the run, plus the saved-up burst (a quarter second) at the start.
@@ -63,6 +64,13 @@ async fn environments_drawing_at_once_share_one_rate() {
         per_environment.iter().all(|n| *n > 0),
         "an environment got nothing: {per_environment:?}"
     );
+    // Waiting takers are told their turn; they do not poll the table for tokens. What is
+    // refused is a reservation past the end of the run (one per environment), or a lost race.
+    let refused: u32 = refused.iter().sum();
+    assert!(
+        refused <= 6,
+        "{refused} draws came back empty for {total} writes: takers are polling"
+    );
 }
 
 #[tokio::test]
@@ -71,10 +79,21 @@ async fn a_retry_after_pauses_every_environment() {
         return;
     };
     budgets[0].pause(Duration::from_secs(2)).await.unwrap();
-    let grant = budgets[1].take(1).await.unwrap();
+    let grant = budgets[1].take(1, Duration::from_secs(1)).await.unwrap();
     assert_eq!(grant.tokens, 0, "{grant:?}");
     assert!(grant.wait > Duration::from_millis(1500), "{grant:?}");
     // A shorter pause never shortens a longer one.
     budgets[1].pause(Duration::from_millis(10)).await.unwrap();
-    assert_eq!(budgets[0].take(1).await.unwrap().tokens, 0);
+    assert_eq!(
+        budgets[0]
+            .take(1, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .tokens,
+        0
+    );
+    // Within a longer time, the write is reserved for the end of the pause.
+    let grant = budgets[0].take(1, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(grant.tokens, 1, "{grant:?}");
+    assert!(grant.wait > Duration::from_millis(1500), "{grant:?}");
 }

@@ -78,15 +78,19 @@ impl SoakConfig {
     pub fn full(seed: u64) -> SoakConfig {
         SoakConfig {
             events: 10_000,
-            // What five environments per function keep up with here, Graph's replication delay
-            // and the emulator being what bound them.
+            // Each environment works its batch one message after another, and each new guest
+            // waits out Graph's replication delay (about 2 s an hr record, 5 to 8 s a partner):
+            // ten environments per function keep up with 5 events/s, as Lambda would scale out.
             arrival_per_second: 5.0,
-            environments: 5,
+            environments: 10,
             profile: Profile::Release,
             write_limit: WriteLimit::GRAPH,
             writes_per_second: 18,
-            invoke_timeout: Duration::from_secs(30),
-            visibility: Duration::from_secs(40),
+            // About 12 s for each message of a batch of 10, where the template gives 30 (300 s):
+            // tighter, and still not so tight that busy batches run out of time and their last
+            // messages use up their receives. SQS wants the visibility timeout above it.
+            invoke_timeout: Duration::from_secs(120),
+            visibility: Duration::from_secs(150),
             token_outage: Duration::from_secs(60),
             abuse_block: Duration::from_secs(20),
             circuit_probe_after: Duration::from_secs(30),

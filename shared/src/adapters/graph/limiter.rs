@@ -3,8 +3,8 @@
 //! job rides just under Graph's limit instead of bouncing off it.
 //!
 //! With a shared [`WriteBudget`] (the deployed ledger), the rate is the whole deployment's:
-//! tokens come from the budget a few at a time, and Graph's Retry-After pauses every
-//! environment. Without one, the rate is this process's own.
+//! writes are reserved from the budget a few at a time, each environment waiting for its
+//! turn, and Graph's Retry-After pauses every environment. Without one, the rate is this process's own.
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
@@ -80,8 +80,11 @@ impl WriteLimiter {
                         return Ok(());
                     }
                 }
-                match budget.take(self.block).await {
+                let within = deadline.saturating_duration_since(Instant::now());
+                match budget.take(self.block, within).await {
                     Ok(grant) if grant.tokens > 0 => {
+                        // Our turn in the deployment's schedule; the rest of the block after it.
+                        tokio::time::sleep(grant.wait).await;
                         *self.reservoir.lock().expect("reservoir lock") += grant.tokens - 1;
                         return Ok(());
                     }

@@ -1,7 +1,11 @@
-//! The deployment's Graph write budget as a token bucket in the ledger table, so that every
-//! function and environment draws from one budget (SPEC 5.2). Each draw is a consistent read
-//! and a write conditional on the version read, so two environments never spend the same
-//! token; callers take a few tokens at a time, so the table is far from its own limits.
+//! The deployment's Graph write budget in the ledger table, so that every function and
+//! environment draws from one budget (SPEC 5.2). It is a schedule, not a pile of tokens: the
+//! item keeps the time from which the budget is free (GCRA's theoretical arrival time), and a
+//! draw reserves the next writes in turn and says when they may start. Environments that find
+//! the budget spent therefore wait once for their turn instead of polling the table: each
+//! draw is one consistent read and one write conditional on the version read, so two
+//! environments never reserve the same slot, and the table sees a few draws per second
+//! however many environments wait.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -15,32 +19,37 @@ use super::dynamodb::classify;
 use crate::ports::budget::{Grant, WriteBudget};
 use crate::ports::ledger::LedgerError;
 
-const TOKENS: &str = "tokens";
-const AT: &str = "at";
+/// Milliseconds since the epoch from which the budget is free. (Items written by the token
+/// bucket this replaced keep `tokens` and `at`, which are ignored and overwritten.)
+const FREE_FROM: &str = "freeFrom";
 const PAUSED: &str = "pausedUntil";
 const VERSION: &str = "version";
 /// Draws that lose to concurrent ones try again this often, then wait a moment.
 const ATTEMPTS: usize = 5;
 const CONTENDED: Duration = Duration::from_millis(50);
 
-/// The bucket: `rate` writes a second, at most `burst` saved up.
+/// The schedule: `rate` writes a second, with up to a quarter second's writes at once after
+/// a quiet spell.
 pub struct DynamoBudget {
     ledger: DynamoLedger,
     client: Client,
     table: String,
-    rate: f64,
-    burst: f64,
+    /// Milliseconds per write.
+    interval: f64,
+    /// How far ahead of the schedule a write may start, in milliseconds: the burst.
+    tolerance: f64,
 }
 
 impl DynamoBudget {
     pub fn new(client: Client, table: String, writes_per_second: u32) -> Self {
         let rate = f64::from(writes_per_second.max(1));
+        let interval = 1000.0 / rate;
         DynamoBudget {
             ledger: DynamoLedger::new(client.clone(), table.clone()),
             client,
             table,
-            rate,
-            burst: (rate / 4.0).max(1.0),
+            interval,
+            tolerance: (rate / 4.0).max(1.0) * interval,
         }
     }
 
@@ -63,49 +72,41 @@ fn millis(ms: f64) -> Duration {
 
 #[async_trait]
 impl WriteBudget for DynamoBudget {
-    async fn take(&self, want: u32) -> Result<Grant, LedgerError> {
+    async fn take(&self, want: u32, within: Duration) -> Result<Grant, LedgerError> {
+        let want = want.max(1);
         for _ in 0..ATTEMPTS {
             let item = self.ledger.get(Self::key(), "write budget").await?;
             let now = now_ms() as f64;
-            let (tokens, at, paused, version) = match &item {
+            let (free_from, paused, version) = match &item {
                 Some(item) => (
-                    number(item, TOKENS).unwrap_or(self.burst),
-                    number(item, AT).unwrap_or(now),
+                    number(item, FREE_FROM).unwrap_or(0.0),
                     number(item, PAUSED).unwrap_or(0.0),
                     item.get(VERSION).and_then(|v| v.as_s().ok()).cloned(),
                 ),
-                None => (self.burst, now, 0.0, None),
+                None => (0.0, 0.0, None),
             };
-            if paused > now {
-                return Ok(Grant {
-                    tokens: 0,
-                    wait: millis(paused - now),
-                });
-            }
-            let tokens = (tokens + self.rate * (now - at).max(0.0) / 1000.0).min(self.burst);
-            let taken = (want as f64).min(tokens.floor());
-            if taken < 1.0 {
-                return Ok(Grant {
-                    tokens: 0,
-                    wait: millis((1.0 - tokens) / self.rate * 1000.0),
-                });
+            let free_from = free_from.max(now - self.tolerance);
+            // The last of the writes must fit within the tolerance; none starts in a pause.
+            let start = now
+                .max(paused)
+                .max(free_from + f64::from(want - 1) * self.interval - self.tolerance);
+            let wait = millis(start - now);
+            if wait > within {
+                return Ok(Grant { tokens: 0, wait });
             }
             let mut new = Self::key();
+            let reserved_until = free_from.max(start) + f64::from(want) * self.interval;
             new.insert(
-                TOKENS.into(),
-                AttributeValue::N((tokens - taken).to_string()),
+                FREE_FROM.into(),
+                AttributeValue::N(reserved_until.to_string()),
             );
-            new.insert(AT.into(), AttributeValue::N(now.to_string()));
             new.insert(PAUSED.into(), AttributeValue::N(paused.to_string()));
             if self
                 .ledger
                 .put_versioned(new, version, "write budget")
                 .await?
             {
-                return Ok(Grant {
-                    tokens: taken as u32,
-                    wait: Duration::ZERO,
-                });
+                return Ok(Grant { tokens: want, wait });
             }
         }
         Ok(Grant {
