@@ -51,7 +51,7 @@ async fn a_failed_message_acknowledged_anyway_fails_the_soak() -> anyhow::Result
 
 /// `bench/soak`: the full size, through the release builds, at Graph's write limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "takes about half an hour; run by bench/soak"]
+#[ignore = "takes about 55 minutes on 2 cores; run by bench/soak"]
 async fn bench_soak() -> anyhow::Result<()> {
     let seed = std::env::var("SOAK_SEED")
         .ok()
