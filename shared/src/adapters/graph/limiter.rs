@@ -4,7 +4,8 @@
 //!
 //! With a shared [`WriteBudget`] (the deployed ledger), the rate is the whole deployment's:
 //! writes are reserved from the budget a few at a time, each environment waiting for its
-//! turn, and Graph's Retry-After pauses every environment. Without one, the rate is this process's own.
+//! turn, and Graph's Retry-After pauses every environment. Without one, the rate is this
+//! process's own.
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
